@@ -33,7 +33,7 @@ class TcpSegment(NamedTuple):
     options: TcpOptions | None   # None when the header had no options
     payload: bytes    # the payload bytes actually captured (may be shorter than plen)
     payload_off: int  # offset of the payload in the frame
-    vlan: tuple = ()  # VLAN ids, outermost first (part of the connection key, as tshark's default is not)
+    vlan: tuple = ()  # VLAN ids, outermost first (informational; tshark 4.0 does not key connections on VLAN)
     iface: int = 0
 
 
