@@ -1,0 +1,146 @@
+"""Capture-wide accumulators for the analysis path: counts, protocol hierarchy by OSI
+layer, conversations, anomalies. Fed per frame from the fast decode; memory grows with
+the number of distinct chains/conversations/anomaly names, not with the frames."""
+
+from __future__ import annotations
+
+from dissect.osi import layer_of
+
+# Conversations kept in full; beyond this they are merged into one "other" row so a
+# scan of millions of hosts cannot grow memory without bound.
+MAX_CONVERSATIONS = 200_000
+# Examples (frame numbers) kept per anomaly name.
+MAX_ANOMALY_EXAMPLES = 5
+
+
+class CaptureSummary:
+    def __init__(self):
+        self.frames = 0
+        self.bytes_captured = 0
+        self.bytes_wire = 0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.truncated_frames = 0
+        self.chains: dict[tuple, list[int]] = {}       # chain -> [packets, bytes]
+        self.conversations: dict[tuple, list] = {}     # (a, b) -> [pkts, bytes, first, last, protos]
+        self.conversations_dropped = 0
+        self.anomalies: dict[str, list] = {}           # name -> [count, [frames...]]
+        self.flag_counts: dict[str, int] = {}
+
+    def add(self, fr, decoded) -> None:
+        self.frames += 1
+        self.bytes_captured += fr.caplen
+        self.bytes_wire += fr.wirelen
+        ts = fr.ts
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if fr.caplen < fr.wirelen:
+            self.truncated_frames += 1
+        c = self.chains.get(decoded.chain)
+        if c is None:
+            self.chains[decoded.chain] = [1, fr.wirelen]
+        else:
+            c[0] += 1
+            c[1] += fr.wirelen
+        if decoded.src is not None:
+            a, b = decoded.src, decoded.dst
+            key = (a, b) if a <= b else (b, a)
+            conv = self.conversations.get(key)
+            if conv is None:
+                if len(self.conversations) >= MAX_CONVERSATIONS:
+                    self.conversations_dropped += 1
+                    return self._anoms(fr, decoded)
+                self.conversations[key] = conv = [0, 0, ts, ts, set()]
+            conv[0] += 1
+            conv[1] += fr.wirelen
+            conv[3] = ts
+            t = decoded.chain[-1] if decoded.chain else ""
+            if len(conv[4]) < 8:
+                conv[4].add(t)
+        self._anoms(fr, decoded)
+
+    def _anoms(self, fr, decoded):
+        for a in decoded.anomalies:
+            self.anomaly(a, fr.number)
+
+    def anomaly(self, name: str, frame: int | None) -> None:
+        e = self.anomalies.get(name)
+        if e is None:
+            self.anomalies[name] = e = [0, []]
+        e[0] += 1
+        if frame is not None and len(e[1]) < MAX_ANOMALY_EXAMPLES:
+            e[1].append(frame)
+
+    def flags(self, names) -> None:
+        fc = self.flag_counts
+        for n in names:
+            fc[n] = fc.get(n, 0) + 1
+
+    # ------------------------------------------------------------------ views
+
+    def hierarchy(self) -> list[dict]:
+        """Protocol hierarchy: one row per protocol path, grouped under its OSI layer."""
+        rows: dict[tuple, list[int]] = {}
+        for chain, (pk, by) in self.chains.items():
+            for i in range(1, len(chain) + 1):
+                path = chain[:i]
+                r = rows.get(path)
+                if r is None:
+                    rows[path] = [pk, by]
+                else:
+                    r[0] += pk
+                    r[1] += by
+        out = []
+        for path in sorted(rows):
+            proto = path[-1]
+            osi = layer_of(proto.split(".")[0] if proto not in ("ip.fragment",) else "ip")
+            out.append({"path": "/".join(path), "protocol": proto, "osi": int(osi),
+                        "layer": osi.label, "packets": rows[path][0], "bytes": rows[path][1]})
+        return out
+
+    def by_layer(self) -> list[dict]:
+        """Packets and bytes per OSI layer (a frame counts once per layer it reaches)."""
+        acc: dict[int, list] = {}
+        for chain, (pk, by) in self.chains.items():
+            seen = {1}
+            protos: dict[int, set] = {1: {"frame"}}
+            for p in chain:
+                o = int(layer_of(p.split(".")[0]))
+                seen.add(o)
+                protos.setdefault(o, set()).add(p)
+            for o in seen:
+                a = acc.setdefault(o, [0, 0, set()])
+                a[0] += pk
+                a[1] += by
+                a[2] |= protos.get(o, set())
+        from dissect.osi import Osi
+        return [{"osi": o, "layer": Osi(o).label, "packets": v[0], "bytes": v[1],
+                 "protocols": sorted(v[2])} for o, v in sorted(acc.items(), reverse=True)]
+
+    def top_conversations(self, n: int = 10) -> list[dict]:
+        items = sorted(self.conversations.items(), key=lambda kv: -kv[1][1])[:n]
+        return [{"a": k[0], "b": k[1], "packets": v[0], "bytes": v[1], "start_ts": v[2],
+                 "duration_s": round(v[3] - v[2], 6), "protocols": sorted(v[4])}
+                for k, v in items]
+
+    def to_record(self) -> dict:
+        dur = (self.last_ts - self.first_ts) if self.frames else 0.0
+        return {
+            "type": "summary",
+            "frames": self.frames,
+            "bytes_captured": self.bytes_captured,
+            "bytes_wire": self.bytes_wire,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "duration_s": round(dur, 6),
+            "truncated_frames": self.truncated_frames,
+            "layers": self.by_layer(),
+            "hierarchy": self.hierarchy(),
+            "conversations": len(self.conversations) + (1 if self.conversations_dropped else 0),
+            "top_conversations": self.top_conversations(),
+            "anomalies": {k: {"count": v[0], "frames": v[1]} for k, v in
+                          sorted(self.anomalies.items())},
+            "tcp_analysis": dict(sorted(self.flag_counts.items())),
+        }

@@ -1,0 +1,213 @@
+"""The ``dissect`` command: option parsing and wiring only (I/O -> core -> report).
+
+Every error dissect raises on purpose carries its exit code (see dissect.errors.ExitCode
+and the README); nothing else reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from dissect.errors import DissectError, ExitCode
+
+FORMATS = click.Choice(["text", "jsonl"])
+
+
+class FrameSelection(click.ParamType):
+    """``1,5-9,20-`` -> predicate over frame numbers."""
+
+    name = "frames"
+
+    def convert(self, value, param, ctx):
+        if callable(value):
+            return value
+        ranges = []
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                if "-" in part:
+                    a, b = part.split("-", 1)
+                    lo = int(a) if a else 1
+                    hi = int(b) if b else None
+                else:
+                    lo = hi = int(part)
+            except ValueError:
+                self.fail(f"{part!r} is not a frame number or range (e.g. 1,5-9,20-)", param, ctx)
+            if lo < 1 or (hi is not None and hi < lo):
+                self.fail(f"{part!r} is not a valid range (frames start at 1)", param, ctx)
+            ranges.append((lo, hi))
+        if not ranges:
+            self.fail("no frames selected", param, ctx)
+
+        def pick(n: int) -> bool:
+            return any(lo <= n and (hi is None or n <= hi) for lo, hi in ranges)
+        pick.last = None if any(hi is None for _, hi in ranges) else max(hi for _, hi in ranges)
+        return pick
+
+
+class Out:
+    """Writes lines to stdout, stopping quietly if the reader goes away (| head)."""
+
+    def __init__(self):
+        self.closed = False
+
+    def line(self, s: str) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.write(s + "\n")
+        except BrokenPipeError:
+            self.closed = True
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except OSError:
+                pass
+
+
+def _finish(res, out: Out | None = None) -> None:
+    """After output: report capture damage on stderr and exit with its code."""
+    if res is not None and res.error is not None:
+        click.echo(f"dissect: error: {res.error}", err=True)
+        sys.exit(res.error.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dissect-osi", prog_name="dissect")
+def cli():
+    """dissect: take captures apart layer by layer (physical to application) and explain
+    what happened: TCP analysis, application protocols, retries and backoff."""
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text report, or JSON Lines records (packet records, then connections, "
+                   "application records, and a summary last).")
+@click.option("--packets/--no-packets", default=True, show_default=True,
+              help="With --format jsonl: emit one packet record per frame.")
+@click.option("--color/--no-color", "color", default=None,
+              help="Colour by OSI layer (default: when stdout is a terminal and NO_COLOR is unset).")
+def analyze(file, fmt, packets, color):
+    """The main job: a layer-annotated report of FILE (pcap, pcapng, gzip either)."""
+    from dissect.engine import Engine
+    from dissect.report import jsonl
+    from dissect.report.text import use_colour
+    out = Out()
+    if fmt == "jsonl":
+        on_frame = None
+        if packets:
+            def on_frame(fr, d, v):
+                out.line(jsonl.dumps(jsonl.packet_record(fr, None, v.flags, v.conn,
+                                                         v.values, decoded=d)))
+        res = Engine(file, on_frame=on_frame).run()
+        for c in res.connections:
+            out.line(jsonl.dumps(c))
+        for r in res.records:
+            out.line(jsonl.dumps(r))
+        out.line(jsonl.dumps(res.summary.to_record() | {"file": file,
+                 "error": str(res.error) if res.error else None}))
+    else:
+        res = Engine(file).run()
+        from dissect.report.terminal import render_analyze
+        out.line(render_analyze(res, colour=use_colour(force=color),
+                                sections=_app_sections(res)))
+    _finish(res)
+
+
+def _app_sections(res) -> list:
+    try:
+        from dissect.report.sections import sections
+    except ImportError:
+        return []
+    return sections(res)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--frames", "frames", type=FrameSelection(), default=None,
+              help="Frames to show, e.g. 1,5-9,20- (default: all).")
+@click.option("--layer", type=click.IntRange(1, 7), default=None,
+              help="Show only fields at this OSI layer (1 physical ... 7 application).")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--color/--no-color", "color", default=None)
+def show(file, frames, layer, fmt, color):
+    """Every field of each packet, grouped by OSI layer, application at the top."""
+    from dissect.engine import Engine
+    from dissect.protocols.frame import dissect_frame
+    from dissect.report import jsonl
+    from dissect.report.terminal import render_packet
+    from dissect.report.text import use_colour
+    out = Out()
+    colour = use_colour(force=color)
+
+    def on_frame(fr, d, v):
+        if frames is not None and not frames(fr.number):
+            return
+        layers = dissect_frame(fr)
+        if fmt == "jsonl":
+            if layer is not None:
+                layers = [l for l in layers if int(l.osi) == layer]
+            out.line(jsonl.dumps(jsonl.packet_record(fr, layers, v.flags, v.conn, v.values)))
+        else:
+            out.line(render_packet(fr, layers, v.flags, v.conn, layer, colour))
+            out.line("")
+
+    res = Engine(file, on_frame=on_frame).run()
+    if fmt == "jsonl":
+        out.line(jsonl.dumps(res.summary.to_record() | {"file": file,
+                 "error": str(res.error) if res.error else None}))
+    _finish(res)
+
+
+def _mount_optional():
+    """Commands that live in their own packages (flows, retries, lab, craft, ...)."""
+    import importlib
+    for mod, name in (("dissect.report.flows_cli", "flows"), ("dissect.lab.cli", "lab"),
+                      ("dissect.craft.cli", "craft"), ("dissect.craft.cli", "capture"),
+                      ("dissect.analysis.retries_cli", "retries")):
+        try:
+            cmd = getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError):
+            continue
+        cli.add_command(cmd, name)
+
+
+_mount_optional()
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="dissect", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("dissect: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(ExitCode.USAGE)
+    except DissectError as e:
+        click.echo(f"dissect: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("dissect: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except SystemExit:
+        raise
+    except Exception as e:  # a bug: say so in one line, no traceback unless asked
+        if os.environ.get("DISSECT_DEBUG"):
+            raise
+        click.echo(f"dissect: internal error: {type(e).__name__}: {e} "
+                   f"(set DISSECT_DEBUG=1 for a traceback; please report it)", err=True)
+        sys.exit(ExitCode.INTERNAL)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

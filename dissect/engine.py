@@ -1,0 +1,88 @@
+"""Wiring of the analysis path: capture -> fast decode -> transport analysis -> reassembly ->
+application parsers -> records. No printing and no option parsing here (the CLI does
+that); the only I/O is the capture reader.
+
+``run()`` streams the file once. Per frame it calls ``on_frame(frame, decoded, verdict)``
+when given (``verdict`` has the TCP analysis flags and the connection id), so callers that
+show packets can build field trees for just the frames they show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dissect.analysis.summary import CaptureSummary
+from dissect.columns.decode import decode_frame
+from dissect.columns.segment import TcpSegment, UdpDatagram
+from dissect.errors import CaptureError
+from dissect.io.capture import CaptureReader
+
+
+@dataclass(slots=True)
+class Verdict:
+    conn: int | None = None
+    flags: tuple = ()
+    values: dict | None = None
+
+
+@dataclass
+class Result:
+    path: str
+    info: object = None
+    summary: CaptureSummary = field(default_factory=CaptureSummary)
+    connections: list = field(default_factory=list)
+    records: list = field(default_factory=list)        # application and other typed records
+    error: CaptureError | None = None
+
+
+def _optional(modname: str, attr: str):
+    import importlib
+    try:
+        return getattr(importlib.import_module(modname), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+class Engine:
+    def __init__(self, path: str, *, tcp: bool = True, app: bool = True,
+                 on_frame: Callable | None = None):
+        self.path = str(path)
+        self.tcp = tcp
+        self.app = app
+        self.on_frame = on_frame
+
+    def run(self) -> Result:
+        res = Result(self.path)
+        summary = res.summary
+        transport = None
+        if self.tcp:
+            TA = _optional("dissect.analysis.transport", "TransportAnalyzer")
+            if TA is not None:
+                transport = TA(app=self.app)
+        on_frame = self.on_frame
+        empty = Verdict()
+        reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet
+        res.info = reader.info
+        try:
+            for fr in reader:
+                d = decode_frame(fr)
+                summary.add(fr, d)
+                v = empty
+                t = d.transport
+                if transport is not None and t is not None:
+                    v = transport.feed(t)
+                    if v.flags:
+                        summary.flags(v.flags)
+                if on_frame is not None:
+                    on_frame(fr, d, v)
+        except CaptureError as e:
+            res.error = e
+        finally:
+            reader.close()
+        if transport is not None:
+            res.connections, res.records = transport.finish()
+            for r in res.records:
+                if r.get("type") == "anomaly":
+                    summary.anomaly(f"{r.get('protocol')}:{r.get('name')}", r.get("frame"))
+        return res
