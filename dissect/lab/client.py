@@ -1,0 +1,8 @@
+"""``python -m dissect.lab.client SCENARIO --params JSON --truth PATH`` (inside the namespace)."""
+
+import sys
+
+from dissect.lab._role import main
+
+if __name__ == "__main__":
+    sys.exit(main("client"))
