@@ -5,9 +5,10 @@ the kernel stamps from the same realtime clock) but derived from ``time.monotoni
 against one wall-clock anchor taken at start, so intervals between records are exact
 even if the wall clock is stepped during a run.
 
-A record is a dict; the ones with ``kind == "attempt"`` form the retry chain, and for
-those :meth:`Recorder.to_dict` adds ``gap_s`` (start to start) and ``wait_s`` (previous
-end to this start) so the intervals a policy produced can be read off directly.
+A record is a dict; the ones with ``kind == "attempt"`` form retry chains (grouped by
+their ``chain`` field, one chain when absent), and for those :meth:`Recorder.to_dict`
+adds ``gap_s`` (start to start) and ``wait_s`` (previous end to this start) within the
+chain, so the intervals a policy produced can be read off directly.
 """
 
 from __future__ import annotations
@@ -57,15 +58,16 @@ class Recorder:
 
     def to_dict(self) -> dict:
         records = [dict(r) for r in self.records]
-        prev = None
+        last: dict = {}
         for r in records:
             if r["kind"] != "attempt":
                 continue
+            prev = last.get(r.get("chain"))
             if prev is not None:
                 r["gap_s"] = round(r["start"] - prev["start"], 6)
                 if "end" in prev:
                     r["wait_s"] = round(r["start"] - prev["end"], 6)
-            prev = r
+            last[r.get("chain")] = r
         out = {"schema": SCHEMA, "role": self.role, "scenario": self.scenario, "seed": self.seed,
                "pid": os.getpid(), "started": round(self.started, 6),
                "ended": round(self.now(), 6), "policy": self.policy, "info": self.info,
