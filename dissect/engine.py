@@ -15,7 +15,7 @@ from typing import Callable
 from dissect.analysis.summary import CaptureSummary
 from dissect.columns.decode import decode_frame
 from dissect.columns.segment import TcpSegment, UdpDatagram
-from dissect.errors import CaptureError
+from dissect.errors import CaptureError, UnsupportedError
 from dissect.io.capture import CaptureReader
 
 
@@ -80,6 +80,15 @@ class Engine:
             res.error = e
         finally:
             reader.close()
+        for frame, name in reader.warnings:
+            summary.anomaly(name, frame)
+        unsupported = sorted(k for k in summary.anomalies if k.startswith("unsupported-linktype-"))
+        if unsupported and res.error is None:
+            lts = ", ".join(k.rsplit("-", 1)[1] for k in unsupported)
+            n = sum(summary.anomalies[k][0] for k in unsupported)
+            res.error = UnsupportedError(
+                f"link type {lts} is not supported: {n} frame(s) shown as raw data",
+                path=self.path, frame=summary.anomalies[unsupported[0]][1][0])
         if transport is not None:
             res.connections, res.records = transport.finish()
             for r in res.records:

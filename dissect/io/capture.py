@@ -106,34 +106,56 @@ class _MmapSource:
 
 
 class _StreamSource:
-    """Sequential reads from a (decompressing) stream with a bounded window."""
+    """Sequential reads from a gzip stream with a bounded window.
 
-    CHUNK = 1 << 20
+    Decompresses incrementally with zlib so that a truncated or damaged file still gives
+    every byte before the damage (gzip.GzipFile would discard the last chunk)."""
+
+    CHUNK = 1 << 16
 
     def __init__(self, raw, path: str):
         self._raw = raw
         self._path = path
-        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self.buf = b""
-        self.base = 0   # file offset (in decompressed bytes) of buf[0]
+        self.base = 0   # offset (in decompressed bytes) of buf[0]
         self.eof = False
+        self.error = None
+        self.consumed = 0
+
+    def _more(self) -> None:
+        raw = self._raw.read(self.CHUNK)
+        if not raw:
+            self.eof = True
+            if not self._z.eof:
+                self.error = "gzip data ends early (the file was truncated)"
+            return
+        self.consumed += len(raw)
+        while raw:
+            try:
+                out = self._z.decompress(raw)
+            except zlib.error as e:
+                self.eof = True
+                self.error = f"gzip data is damaged ({e})"
+                return
+            self.buf += out
+            raw = self._z.unused_data
+            if self._z.eof and raw:     # another gzip member follows
+                if raw[:2] != GZIP_MAGIC:
+                    raw = b""           # trailing garbage after the last member: ignore
+                    break
+                self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif self._z.eof:
+                break
+            else:
+                raw = b""
 
     def ensure(self, end: int) -> bool:
         """Make decompressed offsets < end available; False if the stream ends first."""
         while self.base + len(self.buf) < end and not self.eof:
-            try:
-                chunk = self._gz.read(self.CHUNK)
-            except (OSError, EOFError, zlib.error) as e:
-                self.eof = True
-                self.error = f"compressed data is damaged ({e})"
-                break
-            if not chunk:
-                self.eof = True
-                break
-            self.buf += chunk
+            self._more()
             produced = self.base + len(self.buf)
-            consumed = self._raw.tell()
-            if produced > GZIP_RATIO_MIN_OUTPUT and produced > MAX_GZIP_RATIO * max(consumed, 1):
+            if produced > GZIP_RATIO_MIN_OUTPUT and produced > MAX_GZIP_RATIO * max(self.consumed, 1):
                 raise DamagedCaptureError(
                     f"gzip data expands more than {MAX_GZIP_RATIO}x (decompression bomb?)",
                     path=self._path)
@@ -145,7 +167,7 @@ class _StreamSource:
     def release(self, upto: int) -> None:
         """Forget bytes before ``upto`` (keeps memory bounded)."""
         drop = upto - self.base
-        if drop > self.CHUNK:
+        if drop > (1 << 20):
             self.buf = self.buf[drop:]
             self.base = upto
 
@@ -164,9 +186,8 @@ class _Window:
     def get(self, start: int, end: int) -> bytes | None:
         if self.streaming:
             if not self.src.ensure(end):
-                self.error = getattr(self.src, "error", None)
-                avail = self.src.base + len(self.src.buf)
-                return None if avail <= start else None
+                self.error = self.src.error
+                return None
             return self.src.take(start, end)
         if end > self.src.size:
             return None
@@ -239,6 +260,8 @@ class CaptureReader:
             raise NotACaptureError(
                 f"not a pcap or pcapng file (magic number {head.hex()})", path=self.path)
         self.frames_read = 0
+        # non-fatal oddities of the file itself: (frame number, anomaly name)
+        self.warnings: list[tuple[int, str]] = []
         if self.info.format == "pcap":
             self._iter = self._pcap()
         else:
@@ -337,6 +360,12 @@ class CaptureReader:
                 win.release(end)
             number += 1
             self.frames_read = number
+            if caplen > snaplen and snaplen and len(self.warnings) < 1000:
+                self.warnings.append((number, "caplen-exceeds-snaplen"))
+            if caplen > wirelen and len(self.warnings) < 1000:
+                self.warnings.append((number, "caplen-exceeds-wire-length"))
+            if frac * res >= 1.0 and len(self.warnings) < 1000:
+                self.warnings.append((number, "timestamp-fraction-out-of-range"))
             yield Frame(number, sec + frac * res, caplen, wirelen, linktype, 0, data)
             off = end
 

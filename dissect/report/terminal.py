@@ -75,7 +75,7 @@ def render_analyze(res, colour: bool = False, sections: list | None = None) -> s
         out.append("  none")
     if res.error is not None:
         out.append("")
-        out.append(f"Reading stopped early: {safe(res.error)}")
+        out.append(f"Error: {safe(res.error)}")
     return "\n".join(out)
 
 
