@@ -168,9 +168,9 @@ def show(file, frames, layer, fmt, color):
 def _mount_optional():
     """Commands that live in their own packages (flows, retries, lab, craft, ...)."""
     import importlib
-    for mod, name in (("dissect.report.flows_cli", "flows"), ("dissect.lab.cli", "lab"),
-                      ("dissect.craft.cli", "craft"), ("dissect.craft.cli", "capture"),
-                      ("dissect.analysis.retries_cli", "retries")):
+    for mod, name in (("dissect.commands.flows", "flows"), ("dissect.commands.retries", "retries"),
+                      ("dissect.lab.cli", "lab"), ("dissect.craft.cli", "craft"),
+                      ("dissect.craft.cli", "capture")):
         try:
             cmd = getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError):
