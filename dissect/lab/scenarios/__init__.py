@@ -92,7 +92,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("syn-backoff", "tcp", "tcp-syn-backoff-linear", _W + "syn_backoff",
              "a client connects to port 9 whose SYNs nftables drops on input (so each SYN "
              "is visible); kernel SYN retransmissions with tcp_syn_linear_timeouts=4 "
-             "(four 1 s retries, then doubling) until the client gives up",
+             "(on this kernel: five intervals of 1 s, then 2, 4, 8 s) until the client gives up",
              server=False, params=_frozen({"port": 9, "give_up_s": 12.0}),
              test_params=_frozen({"give_up_s": 4.0}),
              sysctls=(("net.ipv4.tcp_syn_linear_timeouts", "4"),),

@@ -7,7 +7,8 @@ is one SYN retransmission, recorded with the client's time of observation (at mo
 poll interval late) and the retransmission timeout (``tcpi_rto``) the kernel armed next.
 The client gives up after ``give_up_s`` (closing the socket), or earlier if the kernel
 gives up itself (``net.ipv4.tcp_syn_retries``). Run with tcp_syn_linear_timeouts=4
-(this kernel's default: four 1 s retries, then doubling) or 0 (classic 1, 2, 4, 8 s).
+(this kernel's default; observed here: five retransmissions 1 s apart, then 2, 4, 8 s)
+or 0 (classic doubling from 1 s: 1, 2, 4, 8 s).
 """
 
 from __future__ import annotations
