@@ -94,11 +94,12 @@ class TextStream:
         self.marks = kept
         return out, frames, first_ts, last_ts
 
-    def line(self):
+    def line(self, split_long: bool = False):
         """``(line without CRLF/LF, frames, first_ts, last_ts, too_long)`` or None (need more).
 
         A line longer than ``max_line`` is returned cut, with ``too_long`` True, and the rest
-        of it, up to the next LF, is discarded.
+        of it, up to the next LF, is discarded - or, with ``split_long``, handed out in
+        ``max_line`` pieces (each ``too_long``) so a caller counting bytes loses none.
         """
         while True:
             i = self.buf.find(b"\n")
@@ -112,14 +113,14 @@ class TextStream:
             if i < 0:
                 if len(self.buf) > self.max_line:
                     raw, frames, t0, t1 = self.take(self.max_line)
-                    self.skipping = True
+                    self.skipping = not split_long
                     return raw, frames, t0, t1, True
                 return None
             raw, frames, t0, t1 = self.take(i + 1)
             raw = raw[:-1]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-            if len(raw) > self.max_line:
+            if len(raw) > self.max_line and not split_long:
                 return raw[: self.max_line], frames, t0, t1, True
             return raw, frames, t0, t1, False
 
@@ -195,6 +196,8 @@ class FtpParser(StreamParser):
                 score = max(score, 0.8)
             elif verb in ("USER", "PASS"):
                 score = max(score, 0.5 if score >= 0.4 else 0.3)
+            if not server_head:
+                score = min(score, 0.45)   # one side only: a data connection can start "STOR"
         if 21 in (sport, dport) and score:
             score = min(1.0, score + 0.1)
         return score
@@ -207,6 +210,7 @@ class FtpParser(StreamParser):
         self.tls = False                 # after AUTH TLS/SSL answered 234: the rest is TLS
         self.stopped = [False, False]
         self.user = None
+        self.replied = False
 
     # -- input --------------------------------------------------------------------------
     def feed(self, direction: int, data: bytes, frame: int, ts: float) -> list[dict]:
@@ -252,8 +256,13 @@ class FtpParser(StreamParser):
             return out
         verb, arg = split_command(line)
         if verb not in FTP_COMMANDS:
-            out.append(anomaly(self.name, "ftp-unknown-command", frames[0],
-                               verb[:32], self.conn))
+            if not (verb.isascii() and verb.isprintable()):
+                out.append(anomaly(self.name, "ftp-binary-line", frames[0],
+                                   line[:32].hex(), self.conn))
+                verb, arg = None, line[:64].hex()
+            else:
+                out.append(anomaly(self.name, "ftp-unknown-command", frames[0],
+                                   verb[:32], self.conn))
         cmd = {"command": verb, "arg": arg, "frames": list(frames), "request_frame": frames[0],
                "request_ts": t0, "interim": []}
         if verb == "USER":
@@ -313,7 +322,9 @@ class FtpParser(StreamParser):
             self.pending[0]["interim"].append(code)
             self.pending[0]["frames"] += [f for f in r["frames"] if f not in self.pending[0]["frames"]]
             return out
-        cmd = self.pending.popleft() if self.pending else None
+        greeting = not self.replied and code in (220, 120, 421)
+        self.replied = True
+        cmd = self.pending.popleft() if self.pending and not greeting else None
         rec = {"type": "ftp", "conn": self.conn,
                "command": cmd["command"] if cmd else None, "arg": cmd["arg"] if cmd else None,
                "reply_code": code, "reply_text": text,
