@@ -30,7 +30,7 @@ ETH_PPPOE_SESSION, ETH_MPLS, ETH_MPLS_MC = 0x8864, 0x8847, 0x8848
 
 IPPROTO_NAMES = {1: "icmp", 2: "igmp", 4: "ip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre",
                  50: "esp", 51: "ah", 58: "icmpv6", 89: "ospf", 132: "sctp"}
-IPV6_EXT = {0, 43, 44, 60, 135, 139, 140}
+IPV6_EXT = {0, 43, 44, 60}   # mobility (135) etc. are shown as the payload, as tshark does
 
 _u16 = struct.Struct("!H").unpack_from
 _u32 = struct.Struct("!I").unpack_from

@@ -11,7 +11,7 @@ from dissect.protocols.spec import F, read
 
 IPV4 = (
     F("version", 0, "B", 0xF0, "IP version (4)"),
-    F("hdr_len", 0, "B", 0x0F, "header length in 32-bit words"),
+    F("hdr_len", 0, "B", 0x0F, "header length (bytes; the wire holds 32-bit words)"),
     F("dsfield.dscp", 1, "B", 0xFC, "differentiated services code point"),
     F("dsfield.ecn", 1, "B", 0x03, "explicit congestion notification"),
     F("len", 2, "H", doc="total length (header + payload)"),
@@ -60,7 +60,7 @@ TCP = (
     F("dstport", 2, "H", doc="destination port"),
     F("seq_raw", 4, "I", doc="sequence number (absolute)"),
     F("ack_raw", 8, "I", doc="acknowledgement number (absolute)"),
-    F("hdr_len", 12, "B", 0xF0, "data offset in 32-bit words"),
+    F("hdr_len", 12, "B", 0xF0, "header length (bytes; the wire holds 32-bit words)"),
     F("flags", 12, "H", 0x0FFF, "flags (NS CWR ECE URG ACK PSH RST SYN FIN)"),
     F("flags.cwr", 13, "B", 0x80, "congestion window reduced"),
     F("flags.ece", 13, "B", 0x40, "ECN echo"),
@@ -90,13 +90,22 @@ TCP_OPTION_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sack_perm", 5
                     8: "timestamp", 30: "mptcp", 34: "tfo"}
 
 
+def _words_to_bytes(lay: Layer, name: str) -> int:
+    """Header-length fields are shown in bytes, as Wireshark does."""
+    for f in lay.fields:
+        if f.name == name:
+            f.value *= 4
+            return f.value
+    return 0
+
+
 def ipv4(data: bytes, off: int, layers: list, limit: int) -> tuple | None:
     """Returns (payload offset, payload length, proto, fragment?) or None."""
     lay = Layer("ip", off, 20)
     layers.append(lay)
     if not read(IPV4, data, off, lay):
         return None
-    ihl = lay.get("hdr_len") * 4
+    ihl = _words_to_bytes(lay, "hdr_len")
     if lay.get("version") != 4:
         lay.anomalies.append("ip-bad-version")
         return None
@@ -111,8 +120,12 @@ def ipv4(data: bytes, off: int, layers: list, limit: int) -> tuple | None:
         lay.add("options", data[off + 20:off + ihl].hex(), off + 20, ihl - 20, "IP options")
     total = lay.get("len")
     reported = limit - off
-    if total == 0:
+    if total == 0:   # TSO: the NIC fills the length in; show what was on the wire
         total = reported
+        lay.anomalies.append("ip-length-zero-tso")
+        for f in lay.fields:
+            if f.name == "len":
+                f.value = reported
     elif total < ihl:
         lay.anomalies.append("ip-bad-total-length")
         return None
@@ -142,14 +155,14 @@ def ipv6(data: bytes, off: int, layers: list, limit: int) -> tuple | None:
     p = off + 40
     frag = False
     hops = 0
-    while proto in (0, 43, 44, 60, 135, 139, 140, 51):
+    while proto in (0, 43, 44, 60, 51):
         hops += 1
         if hops > MAX_IPV6_EXT_HEADERS:
             lay.anomalies.append("ipv6-too-many-extension-headers")
             return None
-        ext = Layer("ipv6", p, 8)
+        ext = Layer("ipv6.ext", p, 8)
         layers.append(ext)
-        ext.add("ext.type", IPV6_EXT_NAMES.get(proto, proto), p, 0, "extension header type")
+        ext.add("type", IPV6_EXT_NAMES.get(proto, proto), p, 0, "extension header type")
         if proto == 44:
             if not read(IPV6_FRAG, data, p, ext):
                 return None
@@ -184,7 +197,7 @@ def tcp(data: bytes, off: int, layers: list, length: int) -> tuple | None:
     layers.append(lay)
     if not read(TCP, data, off, lay):
         return None
-    thl = lay.get("hdr_len") * 4
+    thl = _words_to_bytes(lay, "hdr_len")
     if thl < 20:
         lay.anomalies.append("tcp-bad-header-length")
         return None

@@ -91,7 +91,12 @@ def ethernet(data: bytes, off: int, layers: list) -> tuple[int, int] | None:
     layers.append(lay)
     if not read(ETH, data, off, lay):
         return None
-    return off + 14, lay.get("type")
+    t = lay.get("type")
+    if t <= 1500:   # IEEE 802.3: a length, and an LLC header follows
+        lay.fields[-1].name = "len"
+        lay.fields[-1].doc = "802.3 length of the payload"
+        return off + 14, None
+    return off + 14, t
 
 
 def vlan(data: bytes, off: int, layers: list) -> tuple[int, int] | None:
@@ -165,6 +170,12 @@ def null(data: bytes, off: int, layers: list, network_order: bool) -> tuple[int,
 
 
 def arp(data: bytes, off: int, layers: list) -> None:
-    lay = Layer("arp", off, 28)
+    lay = Layer("arp", off, 8)
     layers.append(lay)
-    read(ARP, data, off, lay)
+    if not read(ARP[:5], data, off, lay):
+        return
+    if (lay.get("hw.size"), lay.get("proto.size"), lay.get("proto.type")) == (6, 4, 0x0800):
+        lay.length = 28
+        read(ARP[5:], data, off, lay)
+    else:   # other hardware/protocol address sizes: keep the addresses raw
+        lay.anomalies.append("arp-not-ethernet-ipv4")
