@@ -10,7 +10,8 @@ client did (requests, retry delays, breaker decisions, loss positions) is fixed 
 seed.
 
     sudo python scripts/make_pcaps.py            # all
-    sudo python scripts/make_pcaps.py dns udp    # only these capture names
+    sudo python scripts/make_pcaps.py dns-resend udp-echo   # only these captures
+    python scripts/make_pcaps.py --readme-only              # README from the JSONs
 """
 
 from __future__ import annotations
@@ -120,9 +121,11 @@ def readme(rows: list[tuple[str, str, int, float, str, dict]]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="capture names to regenerate (default: all)")
+    ap.add_argument("--readme-only", action="store_true",
+                    help="rewrite pcaps/README.md from the committed ground truths only")
     args = ap.parse_args(argv)
-    wanted = set(args.names) or {c[0] for c in CAPTURES}
-    unknown = wanted - {c[0] for c in CAPTURES}
+    wanted = set() if args.readme_only else set(args.names) or {c[0] for c in CAPTURES}
+    unknown = set(args.names) - {c[0] for c in CAPTURES}
     if unknown:
         ap.error(f"unknown capture name(s): {', '.join(sorted(unknown))}")
     PCAPS.mkdir(exist_ok=True)

@@ -1,0 +1,44 @@
+"""Ground-truth records: clock, gaps per retry chain, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from dissect.lab.truth import SCHEMA, Recorder
+
+
+def test_now_is_wall_clock_on_a_monotonic_base():
+    rec = Recorder("client", "x")
+    a = rec.now()
+    time.sleep(0.01)
+    b = rec.now()
+    assert abs(a - time.time()) < 0.5
+    assert 0.009 < b - a < 0.5
+
+
+def test_gaps_are_computed_within_each_chain_only():
+    rec = Recorder("client", "dns")
+    rec.record("attempt", 100.0, 100.5, chain="a")
+    rec.record("attempt", 100.1, 100.2, chain="b")
+    rec.record("attempt", 101.5, 101.6, chain="a")
+    rec.record("request", 102.0, 102.1)
+    out = rec.to_dict()["records"]
+    assert "gap_s" not in out[0] and "gap_s" not in out[1]
+    assert out[2]["gap_s"] == 1.5 and out[2]["wait_s"] == 1.0
+    assert "gap_s" not in out[3]
+
+
+def test_write_round_trips_with_schema_policy_and_transitions(tmp_path):
+    rec = Recorder("client", "circuit-breaker", seed=3)
+    rec.policy = {"failure_threshold": 3}
+    t = rec.now()
+    rec.transition(t, "closed", "open", "threshold-reached")
+    rec.outcome = "completed"
+    rec.write(tmp_path / "t.json")
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["schema"] == SCHEMA and data["seed"] == 3
+    assert data["policy"] == {"failure_threshold": 3}
+    assert data["transitions"][0]["to"] == "open"
+    assert data["outcome"] == "completed"
+    assert not (tmp_path / "t.json.tmp").exists()
