@@ -48,6 +48,7 @@ LAYER_NAMES = {
 # protocol name (as used in field trees and JSONL) -> OSI layer
 PROTOCOL_LAYER: dict[str, Osi] = {
     "frame": Osi.PHYSICAL,
+    "ppi": Osi.PHYSICAL,
     "eth": Osi.DATALINK,
     "vlan": Osi.DATALINK,
     "sll": Osi.DATALINK,
@@ -61,6 +62,11 @@ PROTOCOL_LAYER: dict[str, Osi] = {
     "ipv6": Osi.NETWORK,
     "icmp": Osi.NETWORK,
     "icmpv6": Osi.NETWORK,
+    "igmp": Osi.NETWORK,
+    "gre": Osi.NETWORK,
+    "erspan": Osi.NETWORK,
+    "ah": Osi.NETWORK,
+    "esp": Osi.NETWORK,
     "tcp": Osi.TRANSPORT,
     "udp": Osi.TRANSPORT,
     "sctp": Osi.TRANSPORT,
