@@ -6,7 +6,8 @@ import datetime
 import ipaddress
 from pathlib import Path
 
-CERT_VALIDITY = datetime.timedelta(days=2)  # long enough for any run, short enough to be useless elsewhere
+# long enough for any run, short enough to be useless elsewhere
+CERT_VALIDITY = datetime.timedelta(days=2)
 
 
 def make_self_signed(directory: str | Path, hostname: str = "dissect.test") -> tuple[Path, Path]:

@@ -8,6 +8,7 @@ dissect's own (PrivilegeError when not root, RefusedError when the output exists
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import click
 
@@ -41,8 +42,9 @@ def _make_command(spec):
     def command(out, loss, seed, force):
         from dissect.lab.runner import run_scenario  # noqa: PLC0415 - keeps `--help` fast
 
-        line = f"dissect lab {spec.name} -w {shlex.quote(click.format_filename(out).split('/')[-1])}" \
-               f" --seed {seed}" + (f" --loss {loss:g}" if loss else "")
+        base = shlex.quote(Path(out).name)
+        line = f"dissect lab {spec.name} -w {base} --seed {seed}" + \
+            (f" --loss {loss:g}" if loss else "")
         result = run_scenario(spec.name, out, loss=loss, seed=seed, force=force,
                               command_line=line)
         cap = result.truth["capture"]

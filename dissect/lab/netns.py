@@ -84,7 +84,8 @@ def require_privileges() -> None:
 
 
 def require_tool(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    sbin = Path("/usr/sbin") / name
+    path = shutil.which(name) or (str(sbin) if sbin.exists() else None)
     if not path:
         raise LabError(f"the lab needs the `{name}` program and it is not installed "
                        f"(Debian/Ubuntu: apt-get install {_PACKAGE_OF.get(name, name)})",
@@ -198,6 +199,24 @@ class Namespace:
 
     def python_argv(self, module: str, *args: str) -> list[str]:
         return [sys.executable, "-m", module, *args]
+
+    def run_python(self, code: str, *, timeout: float = IP_COMMAND_TIMEOUT_S,
+                   env: dict | None = None) -> str:
+        """Run `python -c code` inside the namespace; returns its stdout (LabError if it fails)."""
+        proc = self.spawn([sys.executable, "-c", code], env=env)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_child(proc)
+            raise LabError(f"python code in {self.name} did not finish in {timeout:.0f} s",
+                           protocol="lab") from None
+        finally:
+            if proc in self.children:
+                self.children.remove(proc)
+        if proc.returncode != 0:
+            raise LabError(f"python code in {self.name} failed ({proc.returncode}): "
+                           f"{err.decode(errors='replace')[-1500:]}", protocol="lab")
+        return out.decode(errors="replace")
 
     def pids_inside(self) -> list[int]:
         if not self.created:

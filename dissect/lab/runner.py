@@ -34,7 +34,14 @@ from pathlib import Path
 
 import dissect
 from dissect.errors import RefusedError
-from dissect.lab.netns import LabError, Namespace, kill_child, signals_raise, wait_for_line
+from dissect.lab.netns import (
+    LabError,
+    Namespace,
+    kill_child,
+    remove_stale_namespaces,
+    signals_raise,
+    wait_for_line,
+)
 from dissect.lab.scenarios import Scenario, get
 from dissect.lab.tcpdump import Tcpdump
 
@@ -129,6 +136,7 @@ def run_scenario(name: str, out: str | Path, *, loss: float = 0.0, seed: int = 0
     if not 0 <= loss < 100:
         raise LabError(f"loss must be a percentage in [0, 100), not {loss}", protocol="lab")
     check_requirements(spec)
+    remove_stale_namespaces()  # left by a run whose process was SIGKILLed
 
     run_params = spec.merged_params(params, fast=fast)
     run_params["seed"] = seed
@@ -175,6 +183,7 @@ def run_scenario(name: str, out: str | Path, *, loss: float = 0.0, seed: int = 0
                                protocol="lab") from None
             client_rc = client.returncode
             time.sleep(SETTLE_S)
+            server_died = server.poll() if server is not None else None
             if server is not None:
                 kill_child(server)
                 time.sleep(0.1)
@@ -189,6 +198,9 @@ def run_scenario(name: str, out: str | Path, *, loss: float = 0.0, seed: int = 0
                                    **ns.sysctls},
                        "nft_ruleset": nft_text}
             argv_tcpdump = " ".join(dump.argv[:-1] + [out.name])
+        if server_died is not None:
+            raise LabError(f"{spec.name} server exited ({server_died}) before the client "
+                           f"finished: {_log_tail(server_log)}", protocol="lab")
         client_truth = _read_json(workdir / "client.json")
         if client_rc != 0 or client_truth is None:
             raise LabError(f"{spec.name} client failed (exit {client_rc}): "

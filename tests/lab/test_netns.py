@@ -113,3 +113,14 @@ def test_stale_namespaces_of_dead_processes_are_removed():
         assert name not in list_lab_namespaces()
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@needs_root
+def test_python_code_runs_inside_and_sees_only_loopback():
+    with Namespace() as ns:
+        out = ns.run_python("import socket; print(socket.if_nameindex())",
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert out.strip() == "[(1, 'lo')]"
+        with pytest.raises(netns.LabError, match="failed"):
+            ns.run_python("raise SystemExit(4)")
+        assert ns.children == []

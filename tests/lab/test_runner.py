@@ -320,3 +320,40 @@ def test_existing_output_is_refused_without_force(tmp_path):
     with pytest.raises(RefusedError, match="--force"):
         run_scenario("udp", out)
     assert out.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_removes_namespace_children_and_partial_output(sig, tmp_path):
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "interrupted.pcap"
+    code = ("from dissect.lab.runner import run_scenario; "
+            f"run_scenario('syn-backoff', {str(out)!r}, fast=True)")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(repo)))
+    try:
+        prefix = f"{netns.NAME_PREFIX}{proc.pid}-"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            busy = subprocess.run(["pgrep", "-f", "dissect\\.lab\\.client syn-backoff"],
+                                  capture_output=True, text=True).stdout.split()
+            if busy and any(n.startswith(prefix) for n in netns.list_lab_namespaces()):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never reached its client")
+        proc.send_signal(getattr(signal, sig))
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "LabInterrupted" in err and sig in err
+    assert not any(n.startswith(prefix) for n in netns.list_lab_namespaces())
+    leftovers = subprocess.run(["pgrep", "-f", "dissect-lab-|dissect\\.lab\\.(server|client)"],
+                               capture_output=True, text=True).stdout.split()
+    assert leftovers == []
+    assert not out.exists() and not out.with_suffix(".json").exists()

@@ -124,7 +124,8 @@ def client(params, rec):
     breaker = Breaker(rec, int(params["failure_threshold"]), float(params["open_s"]))
     rec.policy = {"failure_threshold": breaker.threshold, "open_s": breaker.open_s,
                   "half_open_probes": 1, "interval_s": interval, "run_s": run_s,
-                  "failure": "refused/timed-out connection or 5xx", "call_timeout_s": CALL_TIMEOUT_S,
+                  "failure": "refused/timed-out connection or 5xx",
+                  "call_timeout_s": CALL_TIMEOUT_S,
                   "transitions": [f"{s} --{e}--> {n}" for (s, e), n in TRANSITIONS.items()]}
     t0 = rec.now()
     k = 0

@@ -73,8 +73,8 @@ def client(params, rec):
     target = f"127.0.0.1:{params['port']}"
     rec.policy = {"target": target, "transport": "h2c prior knowledge (insecure channel)",
                   "grpc_version": grpc.__version__}
-    channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0),
-                                                     ("grpc.primary_user_agent", "dissect-lab/0.1")])
+    options = [("grpc.enable_http_proxy", 0), ("grpc.primary_user_agent", "dissect-lab/0.1")]
+    channel = grpc.insecure_channel(target, options=options)
     stub = pb2_grpc.EchoStub(channel)
 
     def unary(text):

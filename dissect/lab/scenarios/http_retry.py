@@ -110,7 +110,8 @@ def client(params, rec):
         policy["idempotency_key"] = key
     rec.policy = {**policy, "max_attempts": max_attempts, "method": method, "path": path,
                   "connection": "new TCP connection per attempt",
-                  "delay": "uniform(0, min(cap, base * factor ** (n - 1))), or Retry-After if longer"}
+                  "delay": "uniform(0, min(cap, base * factor ** (n - 1))), "
+                           "or Retry-After if longer"}
     chain = f"{method} {path}"
     for n in range(1, max_attempts + 1):
         start = rec.now()

@@ -53,7 +53,8 @@ def client(params, rec):
     info = tcp_info(sock)
     local_port = sock.getsockname()[1]
     rec.info["local_port"] = local_port
-    rec.record("attempt", start, chain="syn", attempt=1, what="SYN", rto_armed_s=info["rto_us"] / 1e6)
+    rec.record("attempt", start, chain="syn", attempt=1, what="SYN",
+               rto_armed_s=info["rto_us"] / 1e6)
     if err not in (errno.EINPROGRESS, 0):
         rec.outcome = f"connect failed at once: {errno.errorcode.get(err, err)}"
         return
