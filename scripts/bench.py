@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Benchmark dissect against tshark on the same capture, in one run.
+
+    python3 scripts/bench.py [FILE] [--packets N] [--keep PATH]
+
+Without FILE, a capture is built from real loopback traffic: HTTP connections and bulk
+transfers recorded in a private network namespace with nftables dropping ~2 % of packets
+(real retransmissions), then repeated with shifted ports and times until it has N packets
+(default 1,000,000) and thousands of connections. That needs root, tcpdump and nft.
+
+Prints, for each command: wall seconds, packets per second, the ratio to tshark's TCP
+analysis, and peak RSS (the process's maximum resident set; for dissect on an uncompressed
+file this includes the pages of the memory-mapped capture it touched, which are page cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+TRAFFIC = r'''
+import socket, threading, random, time
+random.seed(7)
+BULK = b"x" * 200_000
+def serve(srv):
+    while True:
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        def h(c=c):
+            try:
+                req = c.recv(4096)
+                if req.startswith(b"BULK"):
+                    c.sendall(BULK)
+                else:
+                    body = b"ok" * random.randint(10, 600)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                c.shutdown(socket.SHUT_WR)
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+            finally:
+                c.close()
+        threading.Thread(target=h, daemon=True).start()
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 8080)); srv.listen(512)
+threading.Thread(target=serve, args=(srv,), daemon=True).start()
+def client(kind):
+    s = socket.create_connection(("127.0.0.1", 8080), timeout=20)
+    s.sendall(b"BULK\r\n" if kind else b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    while s.recv(65536):
+        pass
+    s.close()
+ts = []
+for i in range(400):
+    t = threading.Thread(target=client, args=(i % 8 == 0,)); t.start(); ts.append(t)
+    if len(ts) >= 16:
+        for t in ts: t.join()
+        ts = []
+for t in ts: t.join()
+'''
+
+
+def record_base(path: str) -> None:
+    from netns_capture import record
+    rules = ["add table inet bench",
+             "add chain inet bench in { type filter hook input priority 0 ; }",
+             "add rule inet bench in tcp dport 8080 numgen random mod 100 < 2 drop",
+             "add rule inet bench in tcp sport 8080 numgen random mod 100 < 2 drop"]
+    record(path, TRAFFIC, nft=rules)
+
+
+def replicate(base: str, out: str, target: int) -> int:
+    """Repeat the base capture with shifted ports and times until ``target`` packets."""
+    import struct
+
+    from dissect.io.capture import read_frames
+    from dissect.io.writer import PcapWriter
+    frames = [f for f in read_frames(base)]
+    span = frames[-1].ts - frames[0].ts + 0.5
+    n = 0
+    copy = 0
+    with PcapWriter(out, frames[0].linktype, force=True) as w:
+        while n < target:
+            shift = copy * span
+            for fr in frames:
+                data = bytearray(fr.data)
+                if copy and len(data) >= 38 and data[12:14] == b"\x08\x00" and data[23] == 6:
+                    ihl = (data[14] & 0x0F) * 4
+                    t = 14 + ihl
+                    sp, dp = struct.unpack_from("!HH", data, t)
+                    # client side ports move to a fresh range per copy; the server stays 8080
+                    if sp != 8080:
+                        sp = 1024 + (sp + copy * 7919) % 64000
+                    if dp != 8080:
+                        dp = 1024 + (dp + copy * 7919) % 64000
+                    struct.pack_into("!HH", data, t, sp, dp)
+                w.write(fr.ts + shift, bytes(data), fr.wirelen)
+                n += 1
+                if n >= target:
+                    break
+            copy += 1
+    return n
+
+
+def run(cmd: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS bytes, exit code) of one command, output discarded."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    return dt, ru.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+
+
+def count_frames(path: str) -> int:
+    from dissect.io.capture import read_frames
+    return sum(1 for _ in read_frames(path))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("file", nargs="?")
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--keep", help="where to keep the generated capture")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="dissect-bench-")
+    try:
+        if args.file:
+            cap = args.file
+        else:
+            if os.geteuid() != 0 or not shutil.which("tcpdump"):
+                print("building a capture needs root and tcpdump; pass FILE instead", file=sys.stderr)
+                return 2
+            base = os.path.join(tmp, "base.pcap")
+            print("recording real loopback traffic (400 connections, 2 % loss) ...", flush=True)
+            record_base(base)
+            cap = args.keep or os.path.join(tmp, "bench.pcap")
+            n = replicate(base, cap, args.packets)
+            print(f"built {cap}: {n} packets, {os.path.getsize(cap) / 1e6:.0f} MB", flush=True)
+        frames = count_frames(cap)
+        py = sys.executable
+        cmds = [
+            ("dissect analyze --format jsonl", [py, "-m", "dissect", "analyze", cap, "--format", "jsonl"]),
+            ("dissect analyze (text)", [py, "-m", "dissect", "analyze", cap]),
+        ]
+        if shutil.which("tshark"):
+            cmds += [
+                ("tshark TCP analysis (-Y tcp.analysis.flags)",
+                 ["tshark", "-n", "-r", cap, "-Y", "tcp.analysis.flags", "-T", "fields", "-e", "frame.number"]),
+                ("tshark -q -z conv,tcp", ["tshark", "-n", "-r", cap, "-q", "-z", "conv,tcp"]),
+                ("tshark -T fields (dissection)", ["tshark", "-n", "-r", cap, "-T", "fields", "-e", "frame.number"]),
+            ]
+        print(f"\ncapture: {cap}  frames: {frames}  size: {os.path.getsize(cap) / 1e6:.1f} MB")
+        print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+        results = []
+        for name, cmd in cmds:
+            dt, rss, rc = run(cmd)
+            results.append((name, dt, rss, rc))
+        ref = next((dt for n, dt, _, _ in results if n.startswith("tshark TCP")), None)
+        print(f"{'command':48} {'seconds':>8} {'packets/s':>11} {'vs tshark TCP':>14} {'peak RSS':>10}  rc")
+        for name, dt, rss, rc in results:
+            ratio = f"{ref / dt:.2f}x" if ref else "-"
+            print(f"{name:48} {dt:8.2f} {frames / dt:11,.0f} {ratio:>14} {rss / 2**20:8.0f} MB  {rc}")
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
