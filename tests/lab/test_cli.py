@@ -80,3 +80,17 @@ def test_run_writes_capture_and_ground_truth_and_reports_them(tmp_path):
     assert truth["provenance"].startswith("dissect lab udp -w u.pcap --seed 4")
     assert f"{out}: {truth['capture']['captured']} packets" in r.output
     assert out.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+
+
+def test_a_missing_package_is_reported_not_faked(monkeypatch, tmp_path):
+    import importlib.util
+
+    from dissect.lab import runner
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(runner.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("grpc", "grpc_tools") else real(name, *a))
+    r = CliRunner().invoke(lab, ["grpc", "-w", str(tmp_path / "g.pcap")], standalone_mode=False)
+    assert isinstance(r.exception, netns.LabError)
+    assert "pip install grpcio grpcio-tools" in str(r.exception)
+    assert not (tmp_path / "g.pcap").exists()
