@@ -19,11 +19,15 @@ from dissect.errors import CaptureError, UnsupportedError
 from dissect.io.capture import CaptureReader
 
 
-@dataclass(slots=True)
 class Verdict:
-    conn: int | None = None
-    flags: tuple = ()
-    values: dict | None = None
+    """Per-frame analysis result: connection id, tshark-named flags, analysis values."""
+    __slots__ = ("conn", "flags", "values", "direction")
+
+    def __init__(self, conn=None, flags=(), values=None, direction=None):
+        self.conn = conn
+        self.flags = flags
+        self.values = values
+        self.direction = direction
 
 
 @dataclass
