@@ -274,6 +274,8 @@ class FtpParser(StreamParser):
                 out.append(anomaly(self.name, "ftp-bad-port-argument", frames[0],
                                    f"{verb} {arg[:64]}", self.conn))
             else:
+                # set up at the command itself, as Wireshark does for PORT (the server may
+                # connect before its 200 reply arrives)
                 out.append({"type": "ftp-expect", "conn": self.conn, "frames": list(frames),
                             "mode": "active", "ip": ep[0], "port": ep[1],
                             "command": verb, "command_frame": frames[0],

@@ -262,3 +262,34 @@ def feed_datagrams(parser, flow: UdpFlow) -> list[dict]:
         if r.get("conn") is None:
             r["conn"] = flow.id
     return out
+
+
+# -- segmentation invariance -------------------------------------------------------------
+
+def run_script(parser, script, cuts=None) -> list[dict]:
+    """Feed ``script`` (a list of (direction, bytes, frame, ts)) to a stream parser.
+
+    ``cuts`` (optional) gives, per script entry, the offsets where its bytes are split into
+    separate ``feed`` calls (same frame and timestamp). Returns every record, close included.
+    """
+    out: list[dict] = []
+    for i, (d, data, frame, ts) in enumerate(script):
+        points = [0] + sorted(set(c for c in (cuts[i] if cuts else []) if 0 < c < len(data))) \
+            + [len(data)]
+        for a, b in zip(points, points[1:]):
+            out += parser.feed(d, data[a:b], frame, ts)
+    out += parser.close(script[-1][3] if script else None)
+    return out
+
+
+def cut_strategy(script):
+    """Hypothesis strategy: per script entry, a list of cut offsets (byte-by-byte included)."""
+    from hypothesis import strategies as st
+
+    def one(data: bytes):
+        n = len(data)
+        if n < 2:
+            return st.just([])
+        return st.one_of(st.just([]), st.just(list(range(1, n))),
+                         st.lists(st.integers(1, n - 1), max_size=12))
+    return st.tuples(*[one(e[1]) for e in script]) if script else st.just(())
