@@ -1,0 +1,847 @@
+"""TCP connection tracking and sequence analysis, sans-I/O.
+
+:class:`TcpAnalyzer` takes :class:`~dissect.columns.segment.TcpSegment` tuples in frame order
+and returns one :class:`PacketVerdict` per segment:
+
+* the connection id, numbered exactly like tshark's ``tcp.stream`` (a new id for every new
+  conversation, and for a SYN that reuses the ports of a known connection with another ISN);
+* the analysis flags with tshark's ``tcp.analysis.*`` names (``_`` written ``-``), computed by
+  the same per-direction state machine as Wireshark 4.0 (``tcp_analyze_sequence_number`` in
+  ``epan/dissectors/packet-tcp.c``): the same state (nextseq, maxseqtobeacked, lastack,
+  window, window scale with its "unknown" and "no scaling" cases, duplicate-ACK counter,
+  unacked-segment list), the same order of checks and the same precedence;
+* the values tshark shows beside them (ACK RTT and the frame acked, bytes in flight,
+  duplicate-ACK number and the original frame, RTO for retransmissions, initial RTT);
+* a second verdict from a byte map of what each side really sent and what the peer
+  acknowledged or SACKed (tcptrace-style), given with a reason wherever it disagrees with
+  Wireshark's heuristics, and capture artefacts named as such (``duplicate-frame``,
+  ``capture-loss``).
+
+:meth:`TcpAnalyzer.finish` returns one :class:`Connection` per connection: client and server,
+handshake frames and iRTT, negotiated options, FIN/RST, Zeek's ``conn_state`` and ``history``,
+packet/byte counts and missed bytes. ``Connection.record()`` is the JSON Lines shape.
+
+The hot path keeps per-direction state in ``__slots__`` objects and returns NamedTuples; the
+flag names of a verdict come from a small cache keyed by the flag bits.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import NamedTuple
+
+from dissect.columns.segment import TcpSegment
+
+# --- TCP header flag bits -------------------------------------------------------------------
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_SFR = SYN | FIN | RST
+
+M32 = 0xFFFFFFFF
+HALF = 0x80000000
+
+# --- Wireshark's analysis flag bits (TCP_A_* in packet-tcp.h) --------------------------------
+A_RETRANSMISSION = 0x0001
+A_LOST_PACKET = 0x0002
+A_ACK_LOST_PACKET = 0x0004
+A_KEEP_ALIVE = 0x0008
+A_DUPLICATE_ACK = 0x0010
+A_ZERO_WINDOW = 0x0020
+A_ZERO_WINDOW_PROBE = 0x0040
+A_ZERO_WINDOW_PROBE_ACK = 0x0080
+A_KEEP_ALIVE_ACK = 0x0100
+A_OUT_OF_ORDER = 0x0200
+A_FAST_RETRANSMISSION = 0x0400
+A_WINDOW_UPDATE = 0x0800
+A_WINDOW_FULL = 0x1000
+A_REUSED_PORTS = 0x2000
+A_SPURIOUS_RETRANSMISSION = 0x4000
+
+# Which tshark expert fields each bit shows as, in the order tshark's field list has them.
+# A fast or spurious retransmission also shows the plain retransmission expert.
+_FLAG_NAMES: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (A_RETRANSMISSION, ("retransmission",)),
+    (A_FAST_RETRANSMISSION, ("fast-retransmission", "retransmission")),
+    (A_SPURIOUS_RETRANSMISSION, ("spurious-retransmission", "retransmission")),
+    (A_OUT_OF_ORDER, ("out-of-order",)),
+    (A_REUSED_PORTS, ("reused-ports",)),
+    (A_LOST_PACKET, ("lost-segment",)),
+    (A_ACK_LOST_PACKET, ("ack-lost-segment",)),
+    (A_WINDOW_UPDATE, ("window-update",)),
+    (A_WINDOW_FULL, ("window-full",)),
+    (A_KEEP_ALIVE, ("keep-alive",)),
+    (A_KEEP_ALIVE_ACK, ("keep-alive-ack",)),
+    (A_DUPLICATE_ACK, ("duplicate-ack",)),
+    (A_ZERO_WINDOW_PROBE, ("zero-window-probe",)),
+    (A_ZERO_WINDOW, ("zero-window",)),
+    (A_ZERO_WINDOW_PROBE_ACK, ("zero-window-probe-ack",)),
+)
+FLAG_NAMES: tuple[str, ...] = (
+    "retransmission", "fast-retransmission", "spurious-retransmission", "out-of-order",
+    "lost-segment", "ack-lost-segment", "duplicate-ack", "zero-window", "zero-window-probe",
+    "zero-window-probe-ack", "window-full", "window-update", "keep-alive", "keep-alive-ack",
+    "reused-ports")
+_names_cache: dict[int, tuple[str, ...]] = {0: ()}
+
+
+def flag_names(bits: int) -> tuple[str, ...]:
+    """tshark expert names for a set of TCP_A_* bits (sorted, each once)."""
+    names = _names_cache.get(bits)
+    if names is None:
+        s: set[str] = set()
+        for bit, ns in _FLAG_NAMES:
+            if bits & bit:
+                s.update(ns)
+        names = _names_cache[bits] = tuple(sorted(s))
+    return names
+
+
+# --- Named constants from Wireshark's defaults ----------------------------------------------
+# packet-tcp.c keeps at most this many unacknowledged segments per direction (so a capture
+# that misses the ACKs cannot grow the list without bound); past it, segments are not listed.
+TCP_MAX_UNACKED_SEGMENTS = 10000
+# A segment that does not advance the sequence within this time after a duplicate-ACK run
+# (>= 2 dup ACKs) for exactly its sequence number is a fast retransmission (Wireshark: 20 ms).
+FAST_RETRANSMISSION_WINDOW_S = 0.020
+# Out-of-order threshold when the initial RTT is unknown (Wireshark: 3 ms); with an iRTT,
+# the iRTT itself is the threshold.
+OUT_OF_ORDER_DEFAULT_S = 0.003
+# tshark ignores a bytes-in-flight value at or above this (it is a wrapped subtraction).
+BIF_SANE_LIMIT = 2000000000
+
+# --- Beyond Wireshark -----------------------------------------------------------------------
+# Two identical segments (same seq, ack, window, flags, payload) of one direction closer than
+# this are one packet captured twice (both ends, or a span port and a host), not a
+# retransmission: a real retransmission waits for an RTO (>= 200 ms on Linux), a tail-loss
+# probe (>= 10 ms) or three duplicate ACKs, none of which can come within 2 ms twice with
+# nothing in between.
+DUPLICATE_FRAME_MAX_GAP_S = 0.002
+# Zeek logs repeated history letters (T, W, G) on a log-10 scale: at 1, 10, 100, ... events.
+HISTORY_REPEATED = "TWG"
+
+
+def seq_gt(a: int, b: int) -> bool:
+    """Wireshark's GT_SEQ: a after b in 32-bit sequence space."""
+    return ((b - a) & M32) >= HALF
+
+
+def seq_le(a: int, b: int) -> bool:
+    d = (a - b) & M32
+    return d == 0 or d >= HALF
+
+
+class PacketVerdict(NamedTuple):
+    """What the analysis says about one TCP frame."""
+    frame: int
+    conn: int                   # connection id (tshark's tcp.stream)
+    direction: int              # 0 = client -> server, 1 = server -> client
+    flags: tuple[str, ...]      # tshark tcp.analysis.* names (with '-')
+    ack_rtt: float | None       # tcp.analysis.ack_rtt
+    acked_frame: int | None     # tcp.analysis.acks_frame
+    bytes_in_flight: int | None  # tcp.analysis.bytes_in_flight
+    dupack_num: int | None      # tcp.analysis.duplicate_ack_num
+    dupack_frame: int | None    # tcp.analysis.duplicate_ack_frame
+    rto: float | None           # tcp.analysis.rto (time since the original segment)
+    rto_frame: int | None       # tcp.analysis.rto_frame
+    irtt: float | None          # tcp.analysis.initial_rtt as tshark shows it on this frame
+    bytemap: tuple[str, ...]    # byte-map / SACK verdict (see ByteMapVerdict names)
+    reason: str | None          # why bytemap disagrees with flags, when it does
+
+
+# Names the byte-map verdict uses.
+BM_RETRANSMISSION = "retransmission"          # bytes really sent before, not yet acked
+BM_SPURIOUS = "spurious-retransmission"       # bytes already acked or SACKed by the peer
+BM_OUT_OF_ORDER = "out-of-order"              # fills a hole soon, nothing says it was lost
+BM_LOST_UPSTREAM = "retransmission-of-unseen"  # fills a hole the peer had reported (dup ACKs /
+                                              # SACK above it): the original was lost before
+                                              # the capture point
+BM_GAP = "gap"                                # starts beyond everything sent so far
+BM_DUPLICATE_FRAME = "duplicate-frame"        # the same packet captured twice
+BM_CAPTURE_LOSS = "capture-loss"              # acks bytes the capture never saw
+
+
+class _Dir:
+    """Per-direction state (Wireshark's tcp_flow_t + tcp_analyze_seq_info), plus records."""
+    __slots__ = (
+        # Wireshark state
+        "base_seq", "base_set", "win_scale", "window", "is_first_ack", "valid_bif",
+        "lastsegflags", "nextseq", "nextseqframe", "nextseqtime", "maxseqtobeacked",
+        "lastack", "lastacktime", "lastnondupack", "dupacknum", "segs", "sack",
+        # record keeping
+        "ep", "packets", "bytes", "mss", "wscale_opt", "sack_perm", "timestamps",
+        "fin_frame", "rst_frame", "syn_frame", "retrans", "zwin",
+        # byte map (unwrapped offsets from the first sequence number seen)
+        "bm_base", "bm_lastraw", "bm_lastabs", "bm_iv", "bm_high", "bm_acked", "bm_sacked",
+        "bm_last", "bm_dupacks", "bm_isn_set", "hist_counts",
+    )
+
+    def __init__(self, ep):
+        self.base_seq = 0
+        self.base_set = False
+        self.win_scale = -1          # -1 unknown, -2 no scaling, else shift count
+        self.window = M32            # Wireshark starts with G_MAXUINT32
+        self.is_first_ack = False
+        self.valid_bif = True
+        self.lastsegflags = 0
+        self.nextseq = 0
+        self.nextseqframe = 0
+        self.nextseqtime = 0.0
+        self.maxseqtobeacked = 0
+        self.lastack = 0
+        self.lastacktime = 0.0
+        self.lastnondupack = 0
+        self.dupacknum = 0
+        self.segs: list = []         # [seq, nextseq, frame, ts], oldest first
+        self.sack: tuple = ()        # SACK blocks of this direction's last segment
+        self.ep = ep
+        self.packets = 0
+        self.bytes = 0
+        self.mss = None
+        self.wscale_opt = None
+        self.sack_perm = False
+        self.timestamps = False
+        self.fin_frame = None
+        self.rst_frame = None
+        self.syn_frame = None
+        self.retrans = 0
+        self.zwin = 0
+        self.bm_base = None
+        self.bm_lastraw = 0
+        self.bm_lastabs = 0
+        self.bm_iv: list = []        # merged [start, end) intervals of payload sent
+        self.bm_high = None          # end of the highest payload byte sent
+        self.bm_acked = None         # highest cumulative ACK from the peer (unwrapped)
+        self.bm_sacked: list = []    # SACK blocks from the peer (unwrapped), merged
+        self.bm_last = None          # (seq, ack, win, flags, plen, payload, ts) of last seg
+        self.bm_dupacks = 0          # dup ACKs from the peer for the current bm_acked
+        self.bm_isn_set = False
+        self.hist_counts: dict = {}
+
+    def unwrap(self, raw: int) -> int:
+        d = (raw - self.bm_lastraw) & M32
+        if d >= HALF:
+            d -= 0x100000000
+        a = self.bm_lastabs + d
+        self.bm_lastraw = raw
+        self.bm_lastabs = a
+        return a
+
+    def rel(self, raw: int) -> int:
+        """Unwrapped offset of raw without moving the reference point."""
+        d = (raw - self.bm_lastraw) & M32
+        if d >= HALF:
+            d -= 0x100000000
+        return self.bm_lastabs + d
+
+
+class Connection:
+    """One TCP connection (one tcp.stream)."""
+    __slots__ = ("id", "client", "server", "cdir", "sdir", "flipped", "history",
+                 "first_frame", "last_frame", "start_ts", "last_ts", "irtt", "ts_mru_syn",
+                 "hs_syn", "hs_synack", "hs_ack", "dirs", "key", "ostate", "rstate",
+                 "reused", "frames")
+
+    def __init__(self, cid: int, key, first: TcpSegment):
+        self.id = cid
+        self.key = key
+        self.first_frame = first.frame
+        self.last_frame = first.frame
+        self.start_ts = first.ts
+        self.last_ts = first.ts
+        self.irtt: float | None = None
+        self.ts_mru_syn: float | None = None
+        self.hs_syn = self.hs_synack = self.hs_ack = None
+        a = (first.src, first.sport)
+        b = (first.dst, first.dport)
+        da, db = _Dir(a), _Dir(b)
+        self.dirs = {a: da, b: db} if a != b else {a: da}
+        fl = first.flags
+        flipped = False
+        if fl & SYN:
+            client_is_a = not (fl & ACK)
+            flipped = not client_is_a
+        elif first.sport != first.dport:
+            # Handshake not captured: the lower port is the service; the first sender is
+            # the client when ports tie. Zeek writes '^' when this flips the first sender.
+            client_is_a = first.sport > first.dport
+            flipped = not client_is_a
+        else:
+            client_is_a = True
+        self.cdir, self.sdir = (da, db) if client_is_a else (db, da)
+        self.client, self.server = self.cdir.ep, self.sdir.ep
+        self.flipped = flipped
+        self.history: list[str] = ["^"] if flipped else []
+        self.ostate = self.rstate = _INACTIVE
+        self.reused = False
+        self.frames: list[int] | None = None
+
+    # -- Zeek vocabulary ----------------------------------------------------------------
+    def _hist(self, d: _Dir, letter: str) -> None:
+        is_orig = d is self.cdir
+        ch = letter if is_orig else letter.lower()
+        c = d.hist_counts.get(letter, 0) + 1
+        d.hist_counts[letter] = c
+        if letter in HISTORY_REPEATED:
+            # 1, 10, 100, ...: log once per power of ten
+            x = c
+            while x % 10 == 0:
+                x //= 10
+            if x == 1:
+                self.history.append(ch)
+        elif c == 1:
+            self.history.append(ch)
+
+    @property
+    def conn_state(self) -> str:
+        return _zeek_conn_state(self.ostate, self.rstate, "".join(self.history),
+                                self.cdir.bytes, self.sdir.bytes)
+
+    def missed_bytes(self) -> int:
+        return _missed(self.cdir) + _missed(self.sdir)
+
+    def record(self) -> dict:
+        c, s = self.cdir, self.sdir
+        hs = None
+        if self.hs_syn is not None or self.hs_synack is not None:
+            hs = {"syn": self.hs_syn, "syn_ack": self.hs_synack, "ack": self.hs_ack,
+                  "rtt_s": self.irtt}
+        return {
+            "type": "connection", "id": self.id, "proto": "tcp",
+            "client": {"ip": self.client[0], "port": self.client[1]},
+            "server": {"ip": self.server[0], "port": self.server[1]},
+            "state": self.conn_state, "history": "".join(self.history),
+            "handshake": hs,
+            "first_frame": self.first_frame, "last_frame": self.last_frame,
+            "start_ts": self.start_ts, "duration_s": self.last_ts - self.start_ts,
+            "packets": {"client": c.packets, "server": s.packets},
+            "bytes": {"client": c.bytes, "server": s.bytes},
+            "retransmissions": c.retrans + s.retrans,
+            "mss": {"client": c.mss, "server": s.mss},
+            "wscale": {"client": c.wscale_opt, "server": s.wscale_opt},
+            "sack_perm": c.sack_perm and s.sack_perm,
+            "timestamps": c.timestamps and s.timestamps,
+            "fin": {"client": c.fin_frame, "server": s.fin_frame},
+            "rst": {"client": c.rst_frame, "server": s.rst_frame,
+                    "by": ("client" if c.rst_frame is not None and (s.rst_frame is None
+                           or c.rst_frame < s.rst_frame) else
+                           "server" if s.rst_frame is not None else None)},
+            "missed_bytes": self.missed_bytes(),
+            "reused_ports": self.reused,
+            "app": None,
+        }
+
+
+# --- Zeek endpoint states and conn_state ----------------------------------------------------
+_INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = range(7)
+
+
+def _zeek_conn_state(os_: int, rs: int, history: str, obytes: int, rbytes: int) -> str:
+    """Zeek's conn_state from the two endpoint states (base/protocols/conn/main.zeek)."""
+    o_inactive = os_ in (_INACTIVE, _PARTIAL)
+    r_inactive = rs in (_INACTIVE, _PARTIAL)
+    if rs == _RESET:
+        if os_ in (_SYN_SENT, _SYN_ACK_SENT) or (os_ == _RESET and obytes == 0 and rbytes == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == _RESET:
+        if r_inactive:
+            h = history.lstrip("^")
+            if h.startswith("S") and "R" in h and not any(ch in h[:h.index("R")]
+                                                           for ch in "HAFGIQ"):
+                return "RSTOS0"
+            return "OTH"
+        return "RSTO"
+    if rs == _CLOSED and os_ == _CLOSED:
+        return "SF"
+    if os_ == _CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == _CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == _SYN_SENT and rs == _INACTIVE:
+        return "S0"
+    if os_ == _ESTABLISHED and rs == _ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+def _missed(d: _Dir) -> int:
+    """Bytes of this direction never captured: holes below max(sent, acked by the peer)."""
+    if d.bm_high is None and d.bm_acked is None:
+        return 0
+    iv = d.bm_iv
+    if not iv:
+        return 0
+    start = iv[0][0]
+    end = max(d.bm_high or start, d.bm_acked or start)
+    if d.fin_frame is not None and d.bm_acked is not None and d.bm_acked == end and \
+            (d.bm_high is None or d.bm_acked > d.bm_high):
+        end -= 1     # the ACK of the FIN counts one sequence number that is not data
+    covered = 0
+    for a, b in iv:
+        if a >= end:
+            break
+        covered += min(b, end) - a
+    return max(0, end - start - covered)
+
+
+def _iv_add(iv: list, a: int, b: int) -> None:
+    """Insert [a, b) into a sorted list of disjoint [start, end) intervals, merging."""
+    if not iv or a > iv[-1][1]:
+        iv.append([a, b])
+        return
+    if a >= iv[-1][0]:
+        last = iv[-1]
+        if b > last[1]:
+            last[1] = b
+        return
+    i = bisect_left(iv, [a, a])
+    if i > 0 and iv[i - 1][1] >= a:
+        i -= 1
+    j = i
+    lo, hi = a, b
+    while j < len(iv) and iv[j][0] <= hi:
+        lo = min(lo, iv[j][0])
+        hi = max(hi, iv[j][1])
+        j += 1
+    iv[i:j] = [[lo, hi]]
+
+
+def _iv_covered(iv: list, a: int, b: int) -> int:
+    """How many bytes of [a, b) the intervals cover."""
+    if not iv or b <= iv[0][0] or a >= iv[-1][1]:
+        return 0
+    i = bisect_left(iv, [a, a])
+    if i > 0:
+        i -= 1
+    n = 0
+    while i < len(iv) and iv[i][0] < b:
+        s, e = iv[i]
+        lo = s if s > a else a
+        hi = e if e < b else b
+        if hi > lo:
+            n += hi - lo
+        i += 1
+    return n
+
+
+class TcpAnalyzer:
+    """Wireshark-compatible TCP sequence analysis and connection tracking (sans-I/O)."""
+
+    def __init__(self, keep_frames: bool = False):
+        self._conns: dict = {}          # canonical 4-tuple -> current Connection
+        self.connections: list[Connection] = []
+        self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
+
+    # -----------------------------------------------------------------------------------
+    def feed(self, seg: TcpSegment) -> PacketVerdict:
+        src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
+        a = (src, sport)
+        b = (dst, dport)
+        key = (a, b) if a <= b else (b, a)
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = self._new_conn(key, seg)
+        seq = seg.seq
+        ack = seg.ack
+        flags = seg.flags
+        ts = seg.ts
+        frame = seg.frame
+        fwd = conn.dirs[a]
+        rev = conn.dirs.get(b, fwd)
+        ta = 0
+
+        # A SYN on known ports: another ISN starts a new conversation ("ports reused"); the
+        # same ISN is the SYN again, and Wireshark restores nextseq (issue 17616).
+        syn_ack = flags & (SYN | ACK)
+        if syn_ack == SYN and fwd.base_set:
+            if seq != fwd.base_seq:
+                conn = self._new_conn(key, seg)
+                conn.reused = True
+                fwd = conn.dirs[a]
+                rev = conn.dirs.get(b, fwd)
+                ta |= A_REUSED_PORTS
+            else:
+                fwd.nextseq = fwd.maxseqtobeacked
+        elif syn_ack == (SYN | ACK) and fwd.base_set and seq != fwd.base_seq:
+            fwd.base_seq = seq
+            ta |= A_REUSED_PORTS
+
+        conn.last_frame = frame
+        conn.last_ts = ts
+        if conn.frames is not None:
+            conn.frames.append(frame)
+        fwd.sack = ()
+        seglen = seg.plen
+        win = seg.win
+
+        # ---- tcp_analyze_sequence_number -------------------------------------------------
+        if not fwd.base_set:
+            fwd.base_seq = seq if flags & SYN else (seq - 1) & M32
+            fwd.base_set = True
+        if not rev.base_set and flags & ACK:
+            rev.base_seq = (ack - 1) & M32
+            rev.base_set = True
+        if flags & ACK:
+            rev.valid_bif = True
+        fin_syn = flags & (SYN | FIN)
+        nextseq_f = fwd.nextseq
+
+        rto = rto_frame = None
+        dup_num = dup_frame = None
+        if seglen == 1 and seq == nextseq_f and rev.window == 0:
+            ta |= A_ZERO_WINDOW_PROBE
+        else:
+            if win == 0 and not flags & _SFR:
+                ta |= A_ZERO_WINDOW
+            if nextseq_f and seq_gt(seq, nextseq_f) and not flags & RST:
+                ta |= A_LOST_PACKET
+                fwd.valid_bif = False
+            no_sfr = not flags & _SFR
+            if seglen <= 1 and seq == ((nextseq_f - 1) & M32) and no_sfr:
+                ta |= A_KEEP_ALIVE
+            same = seglen == 0 and seq == nextseq_f and ack == fwd.lastack and no_sfr
+            if same and win and win != fwd.window:
+                ta |= A_WINDOW_UPDATE
+            if seglen > 0 and rev.win_scale != -1 and no_sfr:
+                sh = 0 if (rev.is_first_ack or rev.win_scale == -2) else rev.win_scale
+                if ((seq + seglen) & M32) == ((rev.lastack + (rev.window << sh)) & M32):
+                    ta |= A_WINDOW_FULL
+            if same and win and win == fwd.window and rev.lastsegflags & A_KEEP_ALIVE:
+                ta |= A_KEEP_ALIVE_ACK
+            elif same and win == 0 and fwd.window == 0 and \
+                    rev.lastsegflags & A_ZERO_WINDOW_PROBE:
+                ta |= A_ZERO_WINDOW_PROBE_ACK
+            elif same and win and win == fwd.window:
+                if fwd.dupacknum == -1:
+                    fwd.dupacknum = 1
+                else:
+                    fwd.dupacknum += 1
+                ta |= A_DUPLICATE_ACK
+                dup_num = fwd.dupacknum
+                dup_frame = fwd.lastnondupack
+
+        # finished_fwd:
+        if ack != fwd.lastack:
+            fwd.lastnondupack = frame
+            fwd.dupacknum = 0
+
+        m = rev.maxseqtobeacked
+        if m and flags & ACK and seq_gt(ack, m):
+            if m != rev.nextseq:
+                # more was sent since the last warning: warn again, move the mark
+                rev.maxseqtobeacked = rev.nextseq
+                ta |= A_ACK_LOST_PACKET
+            else:
+                # the other side is stalled: warn once until it sends a new ACK
+                if rev.dupacknum == 0:
+                    ta |= A_ACK_LOST_PACKET
+                rev.dupacknum = -1
+
+        if (seglen > 0 or fin_syn) and not ta & A_KEEP_ALIVE:
+            nextseq_f = fwd.nextseq
+            seq_not_advanced = bool(nextseq_f) and seq_gt(nextseq_f, seq)
+            if seglen > 1 and ((nextseq_f - 1) & M32) == seq:
+                seq_not_advanced = False
+            if seglen > 0 and rev.lastack and seq_le((seq + seglen) & M32, rev.lastack):
+                ta |= A_SPURIOUS_RETRANSMISSION
+            elif seq_not_advanced and rev.dupacknum >= 2 and rev.lastack == seq and \
+                    ts - rev.lastacktime < FAST_RETRANSMISSION_WINDOW_S:
+                ta |= A_FAST_RETRANSMISSION
+            else:
+                thres = conn.irtt if conn.irtt else OUT_OF_ORDER_DEFAULT_S
+                if seq_not_advanced and ts - fwd.nextseqtime < thres and \
+                        nextseq_f != ((seq + seglen + (1 if fin_syn else 0)) & M32):
+                    ta |= A_OUT_OF_ORDER
+                elif seq_not_advanced:
+                    ta |= A_RETRANSMISSION
+                    rto = ts - fwd.nextseqtime
+                    rto_frame = fwd.nextseqframe
+                    if fwd.segs:
+                        o = fwd.segs[0]
+                        rto = ts - o[3]
+                        rto_frame = o[2]
+
+        # finished_checking_retransmission_type:
+        nextseq = (seq + seglen) & M32
+        if (seglen or fin_syn) and len(fwd.segs) < TCP_MAX_UNACKED_SEGMENTS:
+            if fin_syn:
+                nextseq = (nextseq + 1) & M32
+            fwd.segs.append([seq, nextseq, frame, ts])
+        if seq_gt(nextseq, fwd.nextseq) or not fwd.nextseq:
+            if not ta & A_ZERO_WINDOW_PROBE:
+                fwd.nextseq = nextseq
+                fwd.nextseqframe = frame
+                fwd.nextseqtime = ts
+        if seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked:
+            if not ta & A_ZERO_WINDOW_PROBE:
+                fwd.maxseqtobeacked = fwd.nextseq
+        fwd.window = win
+        fwd.lastack = ack
+        fwd.lastacktime = ts
+        fwd.lastsegflags = ta
+
+        # segments of the other direction this ACKs
+        ack_rtt = acked_frame = None
+        rsegs = rev.segs
+        if rsegs:
+            keep = None
+            for i in range(len(rsegs) - 1, -1, -1):
+                u = rsegs[i]
+                if ack == u[1]:
+                    acked_frame = u[2]
+                    ack_rtt = ts - u[3]
+                elif seq_gt(ack, u[0]) and seq_le(ack, u[1]):
+                    u[0] = ack
+                    continue
+                elif seq_gt(u[1], ack):
+                    continue
+                if keep is None:
+                    keep = set()
+                keep.add(i)
+            if keep:
+                rev.segs = [u for i, u in enumerate(rsegs) if i not in keep]
+
+        # bytes in flight (Wireshark's default payload-based method)
+        bif = None
+        fsegs = fwd.segs
+        dry_bif = seglen and fsegs and fwd.valid_bif
+        if dry_bif:
+            base = fwd.base_seq
+            first = (fsegs[-1][0] - base) & M32
+            last = (fsegs[-1][1] - base) & M32
+            for u in fsegs:
+                x = (u[1] - base) & M32
+                if x > last:
+                    last = x
+                x = (u[0] - base) & M32
+                if x < first:
+                    first = x
+            inf = (last - first) & M32
+            for l_, r_ in rev.sack:
+                inf = (inf - ((r_ - l_) & M32)) & M32
+            if 0 < inf < BIF_SANE_LIMIT:
+                bif = inf - 1 if fin_syn else inf
+
+        # ---- options, SYN bookkeeping, iRTT (after the analysis, as in dissect_tcp) -----
+        opts = seg.options
+        if opts is not None:
+            if opts.wscale is not None:
+                fwd.win_scale = min(opts.wscale, 14)
+            if opts.sack:
+                fwd.sack = opts.sack[:4]
+        if flags & SYN:
+            fwd.is_first_ack = True
+            if not flags & ACK:
+                conn.ts_mru_syn = ts
+        if syn_ack == ACK:
+            if conn.ts_mru_syn is not None and not conn.irtt:
+                conn.irtt = ts - conn.ts_mru_syn
+                if conn.irtt:
+                    conn.hs_ack = frame
+            fwd.is_first_ack = False
+        if flags & SYN:
+            if fwd.win_scale == -1:
+                fwd.win_scale = -2
+                rev.win_scale = -2
+            elif flags & ACK and rev.win_scale == -2:
+                fwd.win_scale = -2
+
+        # ---- records and the byte-map verdict ------------------------------------------
+        bm, reason = self._records(conn, fwd, rev, seg, ta)
+        # tshark prints the iRTT inside the per-frame analysis record, which exists only for
+        # frames with a flag, an acked segment or a bytes-in-flight computation.
+        irtt = conn.irtt if conn.irtt and (ta or acked_frame or dry_bif) else None
+        return PacketVerdict(frame, conn.id, 0 if fwd is conn.cdir else 1, flag_names(ta),
+                             ack_rtt, acked_frame, bif, dup_num, dup_frame, rto, rto_frame,
+                             irtt, bm, reason)
+
+    # -----------------------------------------------------------------------------------
+    def _new_conn(self, key, seg: TcpSegment) -> Connection:
+        conn = Connection(len(self.connections), key, seg)
+        if self.keep_frames:
+            conn.frames = []
+        self._conns[key] = conn
+        self.connections.append(conn)
+        return conn
+
+    def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
+        flags = seg.flags
+        plen = seg.plen
+        frame = seg.frame
+        fwd.packets += 1
+        fwd.bytes += plen
+        opts = seg.options
+        is_orig = fwd is conn.cdir
+        if flags & SYN:
+            if opts is not None:
+                if opts.mss is not None:
+                    fwd.mss = opts.mss
+                if opts.wscale is not None:
+                    fwd.wscale_opt = opts.wscale
+                if opts.sack_perm:
+                    fwd.sack_perm = True
+                if opts.tsval is not None:
+                    fwd.timestamps = True
+            if flags & ACK:
+                if conn.hs_synack is None:
+                    conn.hs_synack = frame
+            elif conn.hs_syn is None:
+                conn.hs_syn = frame
+                fwd.syn_frame = frame
+
+        # Zeek endpoint states and history
+        st = conn.ostate if is_orig else conn.rstate
+        pst = conn.rstate if is_orig else conn.ostate
+        if flags & RST:
+            st = _RESET
+            conn._hist(fwd, "R")
+            if fwd.rst_frame is None:
+                fwd.rst_frame = frame
+        else:
+            if flags & SYN:
+                if flags & FIN:
+                    conn._hist(fwd, "Q")
+                conn._hist(fwd, "H" if flags & ACK else "S")
+                if st in (_INACTIVE, _PARTIAL):
+                    st = _SYN_ACK_SENT if flags & ACK else _SYN_SENT
+                if flags & ACK and pst == _SYN_SENT:
+                    st = _SYN_ACK_SENT
+            else:
+                if plen == 0 and flags & ACK and not flags & FIN:
+                    conn._hist(fwd, "A")
+                if st == _INACTIVE:
+                    st = _PARTIAL
+                elif st in (_SYN_SENT, _SYN_ACK_SENT) and flags & ACK and \
+                        pst in (_SYN_SENT, _SYN_ACK_SENT, _ESTABLISHED):
+                    st = _ESTABLISHED
+                    if pst in (_SYN_SENT, _SYN_ACK_SENT):
+                        pst = _ESTABLISHED
+            if plen:
+                conn._hist(fwd, "D")
+            if flags & FIN:
+                conn._hist(fwd, "F")
+                st = _CLOSED
+                if fwd.fin_frame is None:
+                    fwd.fin_frame = frame
+        if seg.win == 0 and not flags & (SYN | FIN | RST):
+            conn._hist(fwd, "W")
+            fwd.zwin += 1
+        if is_orig:
+            conn.ostate, conn.rstate = st, pst
+        else:
+            conn.rstate, conn.ostate = st, pst
+
+        # ---- byte map -----------------------------------------------------------------
+        seq = seg.seq
+        if not fwd.bm_isn_set:
+            fwd.bm_isn_set = True
+            fwd.bm_lastraw = seq
+            fwd.bm_lastabs = 0
+        s = fwd.unwrap(seq) + (1 if flags & SYN else 0)
+        e = s + plen
+        out: list[str] = []
+        reason = None
+        prev = fwd.bm_last
+        fwd.bm_last = (seq, seg.ack, seg.win, flags, plen, seg.payload, seg.ts)
+        dup = prev is not None and prev[:6] == fwd.bm_last[:6] and \
+            seg.ts - prev[6] < DUPLICATE_FRAME_MAX_GAP_S and (plen or flags & (SYN | FIN))
+        if dup:
+            out.append(BM_DUPLICATE_FRAME)
+        elif plen:
+            high = fwd.bm_high
+            covered = _iv_covered(fwd.bm_iv, s, e)
+            if covered:
+                acked = fwd.bm_acked
+                if acked is not None and e <= acked:
+                    out.append(BM_SPURIOUS)
+                elif fwd.bm_sacked and _iv_covered(fwd.bm_sacked, s, e) == plen:
+                    out.append(BM_SPURIOUS)
+                else:
+                    out.append(BM_RETRANSMISSION)
+                fwd.retrans += 1
+                conn._hist(fwd, "T")
+            elif high is not None and s < high:
+                # fills a hole: never seen before
+                sacked_above = any(x[0] >= e for x in fwd.bm_sacked)
+                if fwd.bm_dupacks >= 2 or sacked_above:
+                    out.append(BM_LOST_UPSTREAM)
+                    fwd.retrans += 1
+                    conn._hist(fwd, "T")
+                else:
+                    out.append(BM_OUT_OF_ORDER)
+            elif high is not None and s > high:
+                out.append(BM_GAP)
+            _iv_add(fwd.bm_iv, s, e)
+            if high is None or e > high:
+                fwd.bm_high = e
+        elif fwd.bm_high is None and flags & SYN:
+            fwd.bm_high = s
+        # what this segment's ACK / SACK say about the other direction
+        if flags & ACK and rev.bm_isn_set:
+            a_ = rev.rel(seg.ack)
+            old = rev.bm_acked
+            if old is None or a_ > old:
+                rev.bm_acked = a_
+                rev.bm_dupacks = 0
+                rh = rev.bm_high
+                if rh is not None and a_ > rh + (1 if rev.fin_frame is not None else 0):
+                    out.append(BM_CAPTURE_LOSS)
+                    conn._hist(rev, "G")
+            elif a_ == old and plen == 0 and not flags & (SYN | FIN | RST):
+                rev.bm_dupacks += 1
+            if opts is not None and opts.sack:
+                for l_, r_ in opts.sack:
+                    lo = rev.rel(l_)
+                    _iv_add(rev.bm_sacked, lo, lo + ((r_ - l_) & M32))
+        out_t = tuple(out)
+        reason = _disagreement(ta, out_t)
+        return out_t, reason
+
+    # -----------------------------------------------------------------------------------
+    def finish(self) -> list[Connection]:
+        """All connections, in id order (call once the capture is done)."""
+        return list(self.connections)
+
+
+_WS_RETRANS = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION
+
+
+def _disagreement(ta: int, bm: tuple[str, ...]) -> str | None:
+    """Why the byte-map verdict differs from Wireshark's, or None when they agree."""
+    if not bm and not ta & (_WS_RETRANS | A_OUT_OF_ORDER | A_LOST_PACKET | A_ACK_LOST_PACKET):
+        return None
+    ws_re = bool(ta & _WS_RETRANS)
+    ws_sp = bool(ta & A_SPURIOUS_RETRANSMISSION)
+    ws_ooo = bool(ta & A_OUT_OF_ORDER)
+    reasons = []
+    if BM_DUPLICATE_FRAME in bm:
+        if ws_re or ws_ooo:
+            reasons.append("identical to the previous segment of this direction within "
+                           f"{DUPLICATE_FRAME_MAX_GAP_S * 1000:g} ms: one packet captured twice")
+        return "; ".join(reasons) or None
+    bm_re = BM_RETRANSMISSION in bm or BM_SPURIOUS in bm or BM_LOST_UPSTREAM in bm
+    if ws_re and not bm_re:
+        if BM_OUT_OF_ORDER in bm:
+            reasons.append("these bytes were never captured before and nothing reported them "
+                           "lost: reordering, not a retransmission")
+        else:
+            reasons.append("these bytes were never sent before in this capture")
+    if bm_re and not ws_re:
+        if ws_ooo and BM_LOST_UPSTREAM in bm:
+            reasons.append("fills a hole the peer had reported with duplicate ACKs or SACK: "
+                           "the original was lost before the capture point")
+        elif ws_ooo:
+            reasons.append("these bytes were already sent: a retransmission that came soon "
+                           "after the highest segment")
+        elif ta & (A_KEEP_ALIVE | A_ZERO_WINDOW_PROBE):
+            pass   # one byte resent as a probe: Wireshark's name is the better one
+        else:
+            reasons.append("these bytes were already sent in this capture")
+    if BM_SPURIOUS in bm and ws_re and not ws_sp:
+        reasons.append("every byte was already acknowledged or SACKed by the peer")
+    if ws_sp and BM_RETRANSMISSION in bm:
+        reasons.append("not all of these bytes were acknowledged or SACKed yet")
+    if ws_ooo and not bm_re and BM_OUT_OF_ORDER not in bm and not ws_re:
+        reasons.append("starts at or beyond the highest byte sent: in order")
+    if BM_CAPTURE_LOSS in bm and not ta & A_ACK_LOST_PACKET:
+        reasons.append("acknowledges bytes the capture never saw")
+    return "; ".join(reasons) or None
