@@ -138,8 +138,11 @@ class ImapParser(StreamParser):
         while progressed and not self.stopped:
             progressed = False
             while not self.stopped and (item := self.lines[SERVER].next()) is not None:
+                held = self.waiting
                 out += self._server(*item)
                 progressed = True
+                if held and not self.waiting:
+                    break     # read the client's held bytes before the next response
             while not self.stopped and not (self.waiting and
                                             len(self.lines[CLIENT].stream) <= MAX_HELD_BYTES):
                 item = self.lines[CLIENT].next()

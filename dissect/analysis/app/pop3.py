@@ -90,8 +90,11 @@ class Pop3Parser(StreamParser):
                     item = s.line()
                 if item is None:
                     break
+                held = self.waiting
                 out += self._server_line(*item)
                 progressed = True
+                if held and not self.waiting:
+                    break     # read the client's held bytes before the next reply
             while not self.stopped and not (self.waiting and
                                             len(self.streams[CLIENT]) <= MAX_HELD_BYTES):
                 item = self.streams[CLIENT].line()

@@ -110,8 +110,12 @@ class SmtpParser(StreamParser):
         while progressed and not self.stopped:
             progressed = False
             while not self.stopped and (item := self.streams[SERVER].line()) is not None:
+                held = self.waiting
                 out += self._server_line(*item)
                 progressed = True
+                if held and not self.waiting:
+                    break     # the client's held bytes come next: they may be what this
+                              # server's following replies answer
             while not self.stopped and not self._held():
                 step = self._client_step()
                 if step is None:
