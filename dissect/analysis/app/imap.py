@@ -80,7 +80,7 @@ class _LogicalLines:
                     self.lit_left = n
                     self.parts[-1] = line[: m.start()] + b"{%d}" % n
                     continue
-            text = b" ".join(p for p in self.parts)
+            text = b"".join(self.parts)      # the text after a literal starts with its SP
             out = (text, self.lit_bytes, self.frames, self.t0, notes)
             self.parts, self.frames, self.t0, self.lit_bytes = [], [], None, 0
             return out
