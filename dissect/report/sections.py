@@ -1,0 +1,101 @@
+"""Application sections of the ``analyze`` report: one short table per protocol found.
+
+Rendering only: the rows come from the application records of the engine's Result.
+"""
+
+from __future__ import annotations
+
+from dissect.report.text import safe, table
+
+# rows shown per section before "... and N more"
+MAX_ROWS = 15
+
+
+def _ms(v):
+    return "-" if v is None else f"{v * 1000:.1f}"
+
+
+def _cut(s, n=48):
+    s = safe("" if s is None else s)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+SECTIONS = [
+    # (record type, title, headers, row function)
+    ("http", "HTTP transactions (L7)",
+     ["frame", "conn", "method", "host", "target", "status", "ms"],
+     lambda r: [r.get("request_frame"), r.get("conn"), r.get("method"), _cut(r.get("host"), 24),
+                _cut(r.get("target")), r.get("status") if r.get("status") is not None else "none",
+                _ms(r.get("response_time_s"))]),
+    ("websocket", "WebSocket frames (L7)",
+     ["frame", "conn", "from", "opcode", "fin", "len", "close"],
+     lambda r: [(r.get("frames") or [None])[0], r.get("conn"), r.get("direction"),
+                r.get("opcode_name", r.get("opcode")), r.get("fin"), r.get("payload_len"),
+                r.get("close_code") or ""]),
+    ("tls", "TLS sessions (L5/L6)",
+     ["conn", "sni", "version", "alpn", "cipher", "resumed"],
+     lambda r: [r.get("conn"), _cut(r.get("sni"), 32), r.get("version"), r.get("alpn"),
+                _cut(r.get("cipher"), 32), r.get("resumed")]),
+    ("grpc", "gRPC calls (L7)",
+     ["conn", "service", "method", "status", "req msgs", "resp msgs"],
+     lambda r: [r.get("conn"), _cut(r.get("service"), 32), r.get("method"), r.get("grpc_status"),
+                r.get("requests"), r.get("responses")]),
+    ("http2", "HTTP/2 streams (L5/L7)",
+     ["conn", "stream", "method", "path", "status"],
+     lambda r: [r.get("conn"), r.get("stream_id"), r.get("method"), _cut(r.get("path")),
+                r.get("status")]),
+    ("ftp", "FTP commands (L7)",
+     ["frame", "conn", "command", "arg", "reply", "ms"],
+     lambda r: [(r.get("frames") or [None])[0], r.get("conn"), r.get("command"),
+                _cut(r.get("arg"), 32) if (r.get("command") or "").upper() != "PASS" else "****",
+                r.get("reply_code"), _ms(r.get("response_time_s"))]),
+    ("ftp-data", "FTP data connections (L5)",
+     ["data conn", "control conn", "command", "mode", "bytes"],
+     lambda r: [r.get("conn"), r.get("control_conn"), f"{r.get('command') or ''} {_cut(r.get('arg'), 24)}",
+                r.get("mode"), r.get("bytes")]),
+    ("smtp-envelope", "SMTP messages (L7)",
+     ["conn", "mail from", "rcpt to", "bytes", "reply"],
+     lambda r: [r.get("conn"), _cut(r.get("mail_from"), 32), _cut(", ".join(r.get("rcpt_to") or []), 40),
+                r.get("data_bytes"), r.get("reply_code")]),
+    ("imap", "IMAP commands (L7)",
+     ["conn", "tag", "command", "status"],
+     lambda r: [r.get("conn"), r.get("tag"), r.get("command"), r.get("status")]),
+    ("pop3", "POP3 commands (L7)",
+     ["conn", "command", "status"],
+     lambda r: [r.get("conn"), r.get("command"), r.get("status")]),
+    ("dns", "DNS queries (L7)",
+     ["frame", "name", "type", "rcode", "answers", "ms", "retrans"],
+     lambda r: [r.get("query_frame"), _cut(r.get("qname"), 40), r.get("qtype"), r.get("rcode"),
+                len(r.get("answers") or []), _ms(r.get("response_time_s")),
+                "yes" if r.get("retransmission") else ""]),
+    ("stun", "STUN (L5)",
+     ["frame", "class", "method", "mapped address"],
+     lambda r: [(r.get("frames") or [None])[0], r.get("class"), r.get("method"),
+                r.get("xor_mapped_address") or r.get("mapped_address") or ""]),
+    ("rtp", "RTP streams (L7)",
+     ["ssrc", "pt", "packets", "lost", "jitter", "frames"],
+     lambda r: [r.get("ssrc"), r.get("payload_type"), r.get("packets"), r.get("lost"),
+                r.get("jitter"), f"{r.get('first_frame')}-{r.get('last_frame')}"]),
+]
+
+
+def sections(res) -> list[str]:
+    by_type: dict[str, list] = {}
+    for r in res.records:
+        by_type.setdefault(r.get("type"), []).append(r)
+    out = []
+    for rtype, title, headers, row in SECTIONS:
+        recs = by_type.get(rtype)
+        if not recs:
+            continue
+        rows = []
+        for r in recs[:MAX_ROWS]:
+            try:
+                rows.append([("" if v is None else v) for v in row(r)])
+            except Exception:   # a record of an unexpected shape must not break the report
+                continue
+        text = f"{title}: {len(recs)}\n" + table(rows, headers)
+        if len(recs) > MAX_ROWS:
+            text += f"\n  ... and {len(recs) - MAX_ROWS} more (--format jsonl lists all)"
+        out.append(text)
+    return out
