@@ -15,12 +15,8 @@ from dissect.columns.segment import TcpSegment
 FLAG_FIELDS = tuple("tcp.analysis." + n.replace("-", "_") for n in FLAG_NAMES)
 VALUE_FIELDS = ("tcp.analysis.initial_rtt", "tcp.analysis.acks_frame",
                 "tcp.analysis.duplicate_ack_num", "tcp.analysis.duplicate_ack_frame",
-                "tcp.analysis.rto_frame", "tcp.analysis.bytes_in_flight")
+                "tcp.analysis.rto_frame", "tcp.analysis.bytes_in_flight", "tcp.flags")
 FIELDS = ("frame.number", "tcp.stream") + FLAG_FIELDS + VALUE_FIELDS
-
-
-class TsharkFrame(tuple):
-    pass
 
 
 @functools.lru_cache(maxsize=None)
