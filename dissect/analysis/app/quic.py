@@ -152,6 +152,7 @@ class QuicParser(DatagramParser):
         self.dcids: list[str] = []
         self.scids: list[str] = []
         self.cid_len: dict = {}          # endpoint -> length of the CID it chose (its SCID)
+        self.chosen: dict = {}           # endpoint -> the SCIDs it chose
         self.supported: list[str] = []
         self.client = None
         self.anomalies = 0
@@ -188,6 +189,7 @@ class QuicParser(DatagramParser):
                     self._cid(self.dcids, p["dcid"])
                     self._cid(self.scids, p["scid"])
                     self.cid_len[src] = len(p["scid"]) // 2
+                    self.chosen.setdefault(src, set()).add(p["scid"])
                 if p["type"] == "version_negotiation":
                     for v in p["supported_versions"]:
                         if v not in self.supported:
@@ -212,8 +214,15 @@ class QuicParser(DatagramParser):
                 out.append(anomaly("quic", "quic-fixed-bit-clear", frame,
                                    "short header with the fixed bit 0", self.conn))
             n = self.cid_len.get(dst)
-            if n is not None and pos + 1 + n <= len(payload):
-                self._cid(self.dcids, payload[pos + 1: pos + 1 + n].hex())
+            dcid = payload[pos + 1: pos + 1 + n].hex() if n is not None else None
+            if pos and dcid is not None and dcid not in self.chosen.get(dst, ()):
+                # after coalesced long packets, bytes whose "DCID" is no CID the receiver
+                # chose are padding (Wireshark: "padding data appended to the datagram");
+                # a standalone short packet may carry a CID issued in encrypted frames
+                self._count("datagram_padding")
+                break
+            if dcid is not None:
+                self._cid(self.dcids, dcid)
             self._count("short")
             break
         return out
