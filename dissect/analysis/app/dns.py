@@ -328,7 +328,7 @@ class DnsUdpParser(_DnsCore, DatagramParser):
             m, notes = parse_message(payload)
         except MalformedError:
             return 0.0
-        qd, an, ns, ar = m["counts"]
+        qd = m["counts"][0]
         if qd == 0 and not m["qr"] or qd > 4 or m["opcode"] > 6:
             return 0.1
         score = 0.6 if not notes else 0.3
@@ -427,7 +427,7 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
         m, notes = parse_message(msg)
     except MalformedError:
         return []
-    qd, an, ns, ar = m["counts"]
+    qd = m["counts"][0]
     if notes or qd > 4 or (qd == 0 and not m["qr"]) or m["opcode"] > 6:
         return []
     o = offset + base

@@ -34,12 +34,7 @@ MAX_REPLY_LINES = 1000     # a multi-line reply (FEAT, HELP, STAT) longer than t
 MAX_HELD_BYTES = 65536     # client bytes held while waiting for the reply to AUTH TLS
 
 # commands (RFC 959, 2228, 2389, 2428, 3659, 4217, 7151 and common extensions)
-FTP_COMMANDS = frozenset("""
-ABOR ACCT ADAT ALLO APPE AUTH CCC CDUP CONF CWD DELE ENC EPRT EPSV FEAT HELP HOST LANG LIST
-LPRT LPSV MDTM MIC MKD MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD QUIT REIN
-REST RETR RMD RNFR RNTO SITE SIZE SMNT STAT STOR STOU STRU SYST TYPE USER XCUP XMKD XPWD XRCP
-XRMD XRSQ XSEM XSEN XCWD CLNT MFMT MFCT MFF OPTS AVBL CSID DSIZ HASH RMDA SPSV THMB
-""".split())
+FTP_COMMANDS = frozenset(["ABOR", "ACCT", "ADAT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CONF", "CWD", "DELE", "ENC", "EPRT", "EPSV", "FEAT", "HELP", "HOST", "LANG", "LIST", "LPRT", "LPSV", "MDTM", "MIC", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "SMNT", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XMKD", "XPWD", "XRCP", "XRMD", "XRSQ", "XSEM", "XSEN", "XCWD", "CLNT", "MFMT", "MFCT", "MFF", "OPTS", "AVBL", "CSID", "DSIZ", "HASH", "RMDA", "SPSV", "THMB"])
 
 # transfer command -> direction of the data (relative to the FTP client)
 TRANSFER_COMMANDS = {"LIST": "download", "NLST": "download", "MLSD": "download",

@@ -23,9 +23,7 @@ MAX_LINE = 4096          # RFC 1939: responses up to 512 octets; 4 KiB is "clear
 MAX_DATA_LINE = 65536    # message lines are handed out in pieces of this size (no loss)
 MAX_HELD_BYTES = 65536   # client bytes held waiting for the answer to STLS/AUTH
 
-POP3_COMMANDS = frozenset("""
-USER PASS APOP STAT LIST RETR DELE NOOP RSET QUIT TOP UIDL CAPA STLS AUTH UTF8 LANG XTND
-""".split())
+POP3_COMMANDS = frozenset(["USER", "PASS", "APOP", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "QUIT", "TOP", "UIDL", "CAPA", "STLS", "AUTH", "UTF8", "LANG", "XTND"])
 
 
 def multiline(command: str, arg: str) -> bool:

@@ -30,10 +30,7 @@ MAX_DATA_LINE = 65536      # message lines are handed out in pieces of this size
 MAX_HELD_BYTES = 1 << 20   # client bytes held waiting for a reply before assuming the usual
 MAX_REPLY_LINES = 1000     # a multi-line reply longer than this is runaway
 
-SMTP_COMMANDS = frozenset("""
-HELO EHLO MAIL RCPT DATA BDAT RSET VRFY EXPN HELP NOOP QUIT STARTTLS AUTH TURN ETRN ATRN
-SEND SOML SAML XCLIENT XFORWARD
-""".split())
+SMTP_COMMANDS = frozenset(["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "VRFY", "EXPN", "HELP", "NOOP", "QUIT", "STARTTLS", "AUTH", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD"])
 
 _REPLY = re.compile(rb"^(\d{3})([ -]|$)")
 _PATH = re.compile(r"<([^>]*)>")
@@ -132,7 +129,7 @@ class SmtpParser(StreamParser):
         if self.mode == "bdat":
             if not len(s):
                 return None
-            raw, frames, t0, t1 = s.take(self.bdat_left)
+            raw, frames, _t0, _t1 = s.take(self.bdat_left)
             self.bdat_left -= len(raw)
             if self.txn is not None:
                 self.txn["data_bytes"] = (self.txn["data_bytes"] or 0) + len(raw)
@@ -344,9 +341,7 @@ class SmtpParser(StreamParser):
                 txn["mail_from_reply"] = code
             elif verb == "RCPT" and code // 100 == 2:
                 txn["rcpt_accepted"].append(cmd["rcpt"])
-            elif verb == "<end-of-data>" or (verb == "BDAT" and cmd.get("bdat_last")):
-                out += self._end_txn(code, txn, r["ts"], cmd)
-            elif verb in ("DATA", "BDAT") and code // 100 in (4, 5):
+            elif verb == "<end-of-data>" or (verb == "BDAT" and cmd.get("bdat_last")) or verb in ("DATA", "BDAT") and code // 100 in (4, 5):
                 out += self._end_txn(code, txn, r["ts"], cmd)
         if cmd is not None and cmd is self.pending_last_or(cmd) and self.waiting \
                 and verb in ("DATA", "STARTTLS", "AUTH"):

@@ -12,13 +12,19 @@ import pytest
 from hypothesis import given, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus_flows import (cut_strategy, feed_datagrams, feed_stream, read_capture,  # noqa: E402
-                          run_script, stream_meta)
+from corpus_flows import (
+    cut_strategy,
+    feed_datagrams,
+    feed_stream,
+    read_capture,
+    run_script,
+    stream_meta,
+)
 
-from dissect.analysis.app import dns  # noqa: E402
-from dissect.analysis.app.base import CLIENT, SERVER  # noqa: E402
-from dissect.errors import MalformedError  # noqa: E402
-from tests.conftest import corpus_params, needs_tshark, tshark_fields  # noqa: E402
+from dissect.analysis.app import dns
+from dissect.analysis.app.base import CLIENT, SERVER
+from dissect.errors import MalformedError
+from tests.conftest import corpus_params, needs_tshark, tshark_fields
 
 C, S = ("10.0.0.1", 5353), ("10.0.0.53", 53)
 

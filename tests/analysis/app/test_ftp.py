@@ -9,12 +9,17 @@ import pytest
 from hypothesis import given, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus_flows import (cut_strategy, feed_stream, read_capture, run_script,  # noqa: E402
-                          stream_meta)
+from corpus_flows import (
+    cut_strategy,
+    feed_stream,
+    read_capture,
+    run_script,
+    stream_meta,
+)
 
-from dissect.analysis.app import ftp  # noqa: E402
-from dissect.analysis.app.base import CLIENT, SERVER  # noqa: E402
-from tests.conftest import corpus_params, needs_tshark, tshark_fields  # noqa: E402
+from dissect.analysis.app import ftp
+from dissect.analysis.app.base import CLIENT, SERVER
+from tests.conftest import corpus_params, needs_tshark, tshark_fields
 
 META = {"client": ("10.0.0.1", 40000), "server": ("10.0.0.2", 21)}
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus_flows import feed_datagrams, read_capture  # noqa: E402
+from corpus_flows import feed_datagrams, read_capture
 
-from dissect.analysis.app import quic  # noqa: E402
-from tests.conftest import corpus_params, needs_tshark, tshark_fields  # noqa: E402
+from dissect.analysis.app import quic
+from tests.conftest import corpus_params, needs_tshark, tshark_fields
 
 C, S = ("10.0.0.1", 50000), ("10.0.0.2", 443)
 DCID, SCID, SRV = bytes(range(8)), b"\xaa" * 4, b"\xbb" * 6

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus_flows import feed_datagrams, read_capture  # noqa: E402
+from corpus_flows import feed_datagrams, read_capture
 
-from dissect.analysis.app import rtc  # noqa: E402
-from tests.conftest import corpus_params, needs_tshark, tshark_fields  # noqa: E402
+from dissect.analysis.app import rtc
+from tests.conftest import corpus_params, needs_tshark, tshark_fields
 
 A, B = ("192.168.1.2", 50000), ("203.0.113.5", 3478)
 TXID = bytes(range(12))

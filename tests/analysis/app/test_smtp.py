@@ -10,12 +10,17 @@ import pytest
 from hypothesis import given, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus_flows import (cut_strategy, feed_stream, read_capture, run_script,  # noqa: E402
-                          stream_meta)
+from corpus_flows import (
+    cut_strategy,
+    feed_stream,
+    read_capture,
+    run_script,
+    stream_meta,
+)
 
-from dissect.analysis.app import smtp  # noqa: E402
-from dissect.analysis.app.base import CLIENT, SERVER  # noqa: E402
-from tests.conftest import corpus_params, needs_tshark, tshark_fields  # noqa: E402
+from dissect.analysis.app import smtp
+from dissect.analysis.app.base import CLIENT, SERVER
+from tests.conftest import corpus_params, needs_tshark, tshark_fields
 
 BODY = (b"Subject: hi\r\n\r\nline one\r\n..leading dot\r\n.\r\n")   # unstuffed: 41 bytes
 SCRIPT = [
