@@ -247,3 +247,11 @@ def test_corpus_names_rcodes_retransmissions_match_tshark(path):
     assert o_rcodes == sorted(t_rcodes)
     assert o_retrans == t_retrans
     assert not [r for r in recs if r["type"] == "anomaly"]
+
+
+def test_record_limit_is_named_and_enforced():
+    n = dns.MAX_RECORDS + 3
+    msg = struct.pack("!HHHHHH", 1, 0x8180, 0, n, 0, 0) + rr(b"\0", 1, b"\1\2\3\4") * n
+    m, notes = dns.parse_message(msg)
+    assert len(m["answers"]) == dns.MAX_RECORDS
+    assert [x[0] for x in notes] == ["dns-too-many-records"]

@@ -247,3 +247,11 @@ def test_corpus_data_links_match_tshark(path):
         assert r["setup_command"] in ("PORT", "EPRT", "PASV", "EPSV")
     if "all-data" in path.name:
         assert len(links) == 14      # 7 passive + 7 active transfers (MANIFEST description)
+
+
+def test_multiline_reply_limit_is_named_and_enforced():
+    lines = b"".join(b" line %d\r\n" % i for i in range(ftp.MAX_REPLY_LINES + 5))
+    script = [(CLIENT, b"HELP\r\n", 1, 0.0), (SERVER, b"214-help\r\n" + lines + b"214 end\r\n", 2, 0.1)]
+    recs = _records(script)
+    assert "ftp-reply-too-long" in [r["name"] for r in recs if r["type"] == "anomaly"]
+    assert [r["command"] for r in recs if r["type"] == "ftp"][0] == "HELP"

@@ -132,3 +132,10 @@ def test_corpus_completions_match_tshark(path):
         # server-to-client only: every completion names a tag we never saw sent
         assert len(ours) == 9
         assert all(r["command"] is None for r in recs if r["type"] == "imap")
+
+
+def test_outstanding_tag_limit_is_named_and_enforced():
+    p = imap.ImapParser(conn=1)
+    out = p.feed(CLIENT, b"".join(b"t%d NOOP\r\n" % i for i in range(imap.MAX_PENDING + 3)), 1, 0.0)
+    assert [r["name"] for r in out if r["type"] == "anomaly"] == ["imap-too-many-outstanding"] * 3
+    assert len(p.pending) == imap.MAX_PENDING

@@ -148,3 +148,11 @@ def test_corpus_versions_and_packet_counts_match_tshark(path):
         # tshark's gQUIC dissector names the version on the two handshake packets only; we
         # count every packet of the flow as gQUIC
         assert versions == {"Q046": 2} and conns[0]["packets"] == {"gquic": 20}
+
+
+def test_coalesced_packet_limit_bounds_the_walk():
+    one = long_pkt(0xE0, quic.V1, DCID, SCID, b"")          # Handshake, empty payload
+    p = quic.QuicParser(conn=1)
+    p.datagram(one * (quic.MAX_COALESCED + 10), 1, 0.0, C, S)
+    (rec,) = p.close()
+    assert rec["packets"] == {"handshake": quic.MAX_COALESCED}

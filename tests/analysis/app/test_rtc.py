@@ -217,3 +217,22 @@ def test_corpus_stun_rtp_dtls_match_tshark(path):
             "11894297-4432a9f8@192.168.1.2"
         assert rtcp["packets"][2]["reason"] == "session shutdown"
     assert all(r["type"] != "anomaly" or r["name"] == "rtc-unknown-first-byte" for r in recs)
+
+
+def test_ssrc_limit_is_named_and_enforced():
+    p = rtc.RtcParser(conn=1)
+    out = []
+    for i in range(rtc.MAX_SSRCS + 2):
+        out += p.datagram(rtp(1, 0, ssrc=i), i, 0.0, A, B)
+    assert [r["name"] for r in out] == ["rtp-too-many-ssrcs"] * 2
+    assert len([r for r in p.close() if r["type"] == "rtp"]) == rtc.MAX_SSRCS
+
+
+def test_stun_transaction_limit_flushes_oldest_unanswered():
+    p = rtc.RtcParser(conn=1)
+    out = []
+    for i in range(rtc.MAX_STUN_TRANSACTIONS + 1):
+        out += p.datagram(stun(1, [], txid=i.to_bytes(12, "big")), i, 0.0, A, B)
+    flushed = [r for r in out if r["type"] == "stun"]
+    assert len(flushed) == rtc.MAX_STUN_TRANSACTIONS // 2 and flushed[0]["response_frame"] is None
+    assert len(p.stun) == rtc.MAX_STUN_TRANSACTIONS // 2 + 1

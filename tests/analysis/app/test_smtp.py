@@ -212,3 +212,12 @@ def test_corpus_reply_codes_match_tshark(path):
     rows = tshark_fields(path, ["smtp.response.code"], extra=("-Y", "smtp.response.code"))
     theirs = sorted(int(c) for (codes,) in rows for c in codes.split(",") if c)
     assert sorted(ours) == theirs
+
+
+def test_long_message_lines_are_counted_without_loss():
+    line = b"y" * (smtp.MAX_DATA_LINE * 2 + 7)
+    script = [(SERVER, b"220 hi\r\n", 1, 0.0), (CLIENT, b"MAIL FROM:<a@b>\r\nDATA\r\n", 2, 0.1),
+              (SERVER, b"250 ok\r\n354 go\r\n", 3, 0.2),
+              (CLIENT, line + b"\r\n.x\r\n.\r\n", 4, 0.3), (SERVER, b"250 ok\r\n", 5, 0.4)]
+    (env,) = [r for r in _records(script) if r["type"] == "smtp-envelope"]
+    assert env["data_bytes"] == len(line) + 2 + 3      # ".x" unstuffed to "x" + CRLF
