@@ -171,7 +171,7 @@ class _Dir:
         "fin_frame", "rst_frame", "syn_frame", "retrans", "zwin",
         # byte map (unwrapped offsets from the first sequence number seen)
         "bm_base", "bm_lastraw", "bm_lastabs", "bm_iv", "bm_high", "bm_acked", "bm_sacked",
-        "bm_last", "bm_dupacks", "bm_isn_set", "hist_counts",
+        "bm_last", "bm_dupacks", "bm_isn_set", "hist_counts", "ctl_seen",
     )
 
     def __init__(self, ep):
@@ -215,6 +215,7 @@ class _Dir:
         self.bm_dupacks = 0          # dup ACKs from the peer for the current bm_acked
         self.bm_isn_set = False
         self.hist_counts: dict = {}
+        self.ctl_seen: set = set()   # (SYN|FIN bit, seq) of payload-less SYNs/FINs sent
 
     def unwrap(self, raw: int) -> int:
         d = (raw - self.bm_lastraw) & M32
@@ -238,7 +239,7 @@ class Connection:
     __slots__ = ("id", "client", "server", "cdir", "sdir", "flipped", "history",
                  "first_frame", "last_frame", "start_ts", "last_ts", "irtt", "ts_mru_syn",
                  "hs_syn", "hs_synack", "hs_ack", "dirs", "key", "ostate", "rstate",
-                 "reused", "frames")
+                 "reused", "frames", "npackets")
 
     def __init__(self, cid: int, key, first: TcpSegment):
         self.id = cid
@@ -273,6 +274,7 @@ class Connection:
         self.ostate = self.rstate = _INACTIVE
         self.reused = False
         self.frames: list[int] | None = None
+        self.npackets = 0
 
     # -- Zeek vocabulary ----------------------------------------------------------------
     def _hist(self, d: _Dir, letter: str) -> None:
@@ -741,11 +743,23 @@ class TcpAnalyzer:
         out: list[str] = []
         reason = None
         prev = fwd.bm_last
-        fwd.bm_last = (seq, seg.ack, seg.win, flags, plen, seg.payload, seg.ts)
-        dup = prev is not None and prev[:6] == fwd.bm_last[:6] and \
+        npk = conn.npackets = conn.npackets + 1
+        fwd.bm_last = (seq, seg.ack, seg.win, flags, plen, seg.payload, seg.ts, npk)
+        # the same packet twice, back to back (nothing from anyone in between: a real
+        # retransmission that quick needs the peer's duplicate ACKs first)
+        dup = prev is not None and prev[:6] == fwd.bm_last[:6] and prev[7] == npk - 1 and \
             seg.ts - prev[6] < DUPLICATE_FRAME_MAX_GAP_S and (plen or flags & (SYN | FIN))
         if dup:
             out.append(BM_DUPLICATE_FRAME)
+        elif not plen and flags & (SYN | FIN) and not flags & RST:
+            marks = fwd.ctl_seen
+            k = (flags & (SYN | FIN), seq)
+            if k in marks:
+                out.append(BM_RETRANSMISSION)
+                fwd.retrans += 1
+                conn._hist(fwd, "T")
+            else:
+                marks.add(k)
         elif plen:
             high = fwd.bm_high
             covered = _iv_covered(fwd.bm_iv, s, e)
