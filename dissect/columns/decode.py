@@ -110,9 +110,47 @@ def parse_tcp_options(data: bytes, start: int, end: int) -> tuple[TcpOptions | N
     return TcpOptions(mss, wscale, sack_perm, tsval, tsecr, tuple(sack)), bad
 
 
+_CHAIN_ETH_IP_TCP = ("eth", "ip", "tcp")
+_CHAIN_ETH_IP_UDP = ("eth", "ip", "udp")
+_eth_ip4 = struct.Struct("!12xHBxHHHxBH4s4s").unpack_from   # type, vihl, total, id, frag, proto, ck, src, dst
+
+
 def decode_frame(fr: Frame) -> Decoded:
     data = fr.data
     n = len(data)
+    # Common case first (Ethernet, IPv4 without options, not a fragment, TCP or UDP):
+    # same results as the general path below, in a fraction of the time.
+    if fr.linktype == 1 and n >= 42:
+        etype, vihl, total, _id, frag, proto, _ck, s4, d4 = _eth_ip4(data, 0)
+        if etype == 0x0800 and vihl == 0x45 and not frag & 0x3FFF and 20 < total <= fr.wirelen - 14:
+            src = _addr4_cache.get(s4) or ip4(s4)
+            dst = _addr4_cache.get(d4) or ip4(d4)
+            if proto == 6 and n >= 54:
+                sport, dport, seq, ack, offb, flagb, win, _c, _u = _tcp_hdr(data, 34)
+                thl = (offb >> 4) * 4
+                if 20 <= thl <= total - 20 and 34 + thl <= n:
+                    opts = None
+                    anomalies = ()
+                    if thl > 20:
+                        opts, bad = parse_tcp_options(data, 54, 34 + thl)
+                        if bad:
+                            anomalies = (bad,)
+                    poff = 34 + thl
+                    plen = total - 20 - thl
+                    pend = poff + plen
+                    payload = data[poff:pend] if plen and poff < n else b""
+                    return Decoded(_CHAIN_ETH_IP_TCP, src, dst,
+                                   TcpSegment(fr.number, fr.ts, src, dst, sport, dport, seq, ack,
+                                              flagb | ((offb & 1) << 8), win, plen, opts, payload,
+                                              poff, (), fr.iface), anomalies)
+            elif proto == 17:
+                sport, dport, ulen, _c = _udp_hdr(data, 34)
+                if 8 <= ulen <= total - 20:
+                    plen = ulen - 8
+                    payload = data[42:42 + plen] if plen else b""
+                    return Decoded(_CHAIN_ETH_IP_UDP, src, dst,
+                                   UdpDatagram(fr.number, fr.ts, src, dst, sport, dport, plen,
+                                               payload, 42, fr.iface), ())
     chain: list[str] = []
     anomalies: list[str] = []
     vlans: list[int] = []
