@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dissect.osi import layer_of
 
-# Conversations kept in full; beyond this they are merged into one "other" row so a
-# scan of millions of hosts cannot grow memory without bound.
+# (protocol chain, source, destination) cells kept; beyond this, new address pairs are
+# counted per chain only, so a scan of millions of hosts cannot grow memory without bound.
 MAX_CONVERSATIONS = 200_000
 # Examples (frame numbers) kept per anomaly name.
 MAX_ANOMALY_EXAMPLES = 5
@@ -21,49 +21,72 @@ class CaptureSummary:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.truncated_frames = 0
-        self.chains: dict[tuple, list[int]] = {}       # chain -> [packets, bytes]
-        self.conversations: dict[tuple, list] = {}     # (a, b) -> [pkts, bytes, first, last, protos]
+        # (chain, src, dst) -> [packets, bytes, first ts, last ts]
+        self._cells: dict[tuple, list] = {}
         self.conversations_dropped = 0
         self.anomalies: dict[str, list] = {}           # name -> [count, [frames...]]
         self.flag_counts: dict[str, int] = {}
 
     def add(self, fr, decoded) -> None:
+        """Per frame: one dict update keyed by (chain, src, dst); the hierarchy and the
+        conversations are derived from these cells at the end."""
         self.frames += 1
+        wl = fr.wirelen
         self.bytes_captured += fr.caplen
-        self.bytes_wire += fr.wirelen
+        self.bytes_wire += wl
         ts = fr.ts
         if self.first_ts is None or ts < self.first_ts:
             self.first_ts = ts
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
-        if fr.caplen < fr.wirelen:
+        if fr.caplen < wl:
             self.truncated_frames += 1
-        c = self.chains.get(decoded.chain)
-        if c is None:
-            self.chains[decoded.chain] = [1, fr.wirelen]
-        else:
-            c[0] += 1
-            c[1] += fr.wirelen
-        if decoded.src is not None:
-            a, b = decoded.src, decoded.dst
-            key = (a, b) if a <= b else (b, a)
-            conv = self.conversations.get(key)
-            if conv is None:
-                if len(self.conversations) >= MAX_CONVERSATIONS:
-                    self.conversations_dropped += 1
-                    return self._anoms(fr, decoded)
-                self.conversations[key] = conv = [0, 0, ts, ts, set()]
-            conv[0] += 1
-            conv[1] += fr.wirelen
-            conv[3] = ts
-            t = decoded.chain[-1] if decoded.chain else ""
-            if len(conv[4]) < 8:
-                conv[4].add(t)
-        self._anoms(fr, decoded)
+        key = (decoded.chain, decoded.src, decoded.dst)
+        cell = self._cells.get(key)
+        if cell is None:
+            if len(self._cells) >= MAX_CONVERSATIONS:
+                self.conversations_dropped += 1
+                key = (decoded.chain, None, None)
+                cell = self._cells.get(key)
+            if cell is None:
+                cell = self._cells[key] = [0, 0, ts, ts]
+        cell[0] += 1
+        cell[1] += wl
+        if ts > cell[3]:
+            cell[3] = ts
+        if decoded.anomalies:
+            for a in decoded.anomalies:
+                self.anomaly(a, fr.number)
 
-    def _anoms(self, fr, decoded):
-        for a in decoded.anomalies:
-            self.anomaly(a, fr.number)
+    @property
+    def chains(self) -> dict:
+        out: dict[tuple, list[int]] = {}
+        for (chain, _s, _d), (pk, by, _f, _l) in self._cells.items():
+            c = out.get(chain)
+            if c is None:
+                out[chain] = [pk, by]
+            else:
+                c[0] += pk
+                c[1] += by
+        return out
+
+    @property
+    def conversations(self) -> dict:
+        out: dict[tuple, list] = {}
+        for (chain, a, b), (pk, by, first, last) in self._cells.items():
+            if a is None:
+                continue
+            key = (a, b) if a <= b else (b, a)
+            conv = out.get(key)
+            if conv is None:
+                out[key] = conv = [0, 0, first, last, set()]
+            conv[0] += pk
+            conv[1] += by
+            conv[2] = min(conv[2], first)
+            conv[3] = max(conv[3], last)
+            if chain:
+                conv[4].add(chain[-1])
+        return out
 
     def anomaly(self, name: str, frame: int | None) -> None:
         e = self.anomalies.get(name)
@@ -138,7 +161,7 @@ class CaptureSummary:
             "truncated_frames": self.truncated_frames,
             "layers": self.by_layer(),
             "hierarchy": self.hierarchy(),
-            "conversations": len(self.conversations) + (1 if self.conversations_dropped else 0),
+            "conversations": len(self.conversations),
             "top_conversations": self.top_conversations(),
             "anomalies": {k: {"count": v[0], "frames": v[1]} for k, v in
                           sorted(self.anomalies.items())},
