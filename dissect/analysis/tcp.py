@@ -119,6 +119,14 @@ DUPLICATE_FRAME_MAX_GAP_S = 0.002
 HISTORY_REPEATED = "TWG"
 
 
+_FAST_NS = round(FAST_RETRANSMISSION_WINDOW_S * 1e9)
+_OOO_NS = round(OUT_OF_ORDER_DEFAULT_S * 1e9)
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
 def seq_gt(a: int, b: int) -> bool:
     """Wireshark's GT_SEQ: a after b in 32-bit sequence space."""
     return ((b - a) & M32) >= HALF
@@ -546,11 +554,13 @@ class TcpAnalyzer:
             if seglen > 0 and rev.lastack and seq_le((seq + seglen) & M32, rev.lastack):
                 ta |= A_SPURIOUS_RETRANSMISSION
             elif seq_not_advanced and rev.dupacknum >= 2 and rev.lastack == seq and \
-                    ts - rev.lastacktime < FAST_RETRANSMISSION_WINDOW_S:
+                    _ns(ts - rev.lastacktime) < _FAST_NS:
                 ta |= A_FAST_RETRANSMISSION
             else:
-                thres = conn.irtt if conn.irtt else OUT_OF_ORDER_DEFAULT_S
-                if seq_not_advanced and ts - fwd.nextseqtime < thres and \
+                # compared in whole nanoseconds, as Wireshark does: float epoch seconds would
+                # misjudge the equal-time boundary
+                thres = _ns(conn.irtt) if conn.irtt else _OOO_NS
+                if seq_not_advanced and _ns(ts - fwd.nextseqtime) < thres and \
                         nextseq_f != ((seq + seglen + (1 if fin_syn else 0)) & M32):
                     ta |= A_OUT_OF_ORDER
                 elif seq_not_advanced:

@@ -130,7 +130,7 @@ def test_retransmissions_under_real_loss(tmp_path):
     # below) never call a first transmission a retransmission here, but on loopback they
     # call a retransmission that follows the newest segment within the iRTT "out-of-order":
     # its recall is what the byte-map verdict is for. Measured ~0.8; pinned loosely.
-    assert ws_p >= 0.9 and ws_r >= 0.6     # measured P 0.95-0.97, R 0.73-0.88
+    assert ws_p >= 0.9 and ws_r >= 0.5     # measured P 0.95-1.0, R 0.66-0.88
     assert all(v.reason for f, v in verdicts.items() if f in truth and f not in ws)
     # and on this capture we agree with tshark frame by frame
     if shutil.which("tshark"):
