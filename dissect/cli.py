@@ -51,16 +51,31 @@ class FrameSelection(click.ParamType):
 
 
 class Out:
-    """Writes lines to stdout, stopping quietly if the reader goes away (| head)."""
+    """Writes lines to stdout in chunks, stopping quietly if the reader goes away (| head)."""
+
+    CHUNK = 512
 
     def __init__(self):
         self.closed = False
+        self._buf: list[str] = []
+        import atexit
+        atexit.register(self.flush)
 
     def line(self, s: str) -> None:
         if self.closed:
             return
+        self._buf.append(s)
+        if len(self._buf) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.closed or not self._buf:
+            return
+        data = "\n".join(self._buf) + "\n"
+        self._buf.clear()
         try:
-            sys.stdout.write(s + "\n")
+            sys.stdout.write(data)
+            sys.stdout.flush()
         except BrokenPipeError:
             self.closed = True
             try:
@@ -72,6 +87,8 @@ class Out:
 
 def _finish(res, out: Out | None = None) -> None:
     """After output: report capture damage on stderr and exit with its code."""
+    if out is not None:
+        out.flush()
     if res is not None and res.error is not None:
         click.echo(f"dissect: error: {res.error}", err=True)
         sys.exit(res.error.exit_code)
@@ -103,8 +120,7 @@ def analyze(file, fmt, packets, color):
         on_frame = None
         if packets:
             def on_frame(fr, d, v):
-                out.line(jsonl.dumps(jsonl.packet_record(fr, None, v.flags, v.conn,
-                                                         v.values, decoded=d)))
+                out.line(jsonl.packet_line(fr, d, v.flags, v.conn, v.values))
         res = Engine(file, on_frame=on_frame).run()
         for c in res.connections:
             out.line(jsonl.dumps(c))
@@ -117,7 +133,7 @@ def analyze(file, fmt, packets, color):
         from dissect.report.terminal import render_analyze
         out.line(render_analyze(res, colour=use_colour(force=color),
                                 sections=_app_sections(res)))
-    _finish(res)
+    _finish(res, out)
 
 
 def _app_sections(res) -> list:
@@ -162,7 +178,7 @@ def show(file, frames, layer, fmt, color):
     if fmt == "jsonl":
         out.line(jsonl.dumps(res.summary.to_record() | {"file": file,
                  "error": str(res.error) if res.error else None}))
-    _finish(res)
+    _finish(res, out)
 
 
 def _mount_optional():

@@ -44,7 +44,7 @@ def flows(file, fmt, ladder, ascii_, proto):
                        err=True)
             sys.exit(2)
         out.line(render_ladder(conn, items, unicode=not ascii_ and _utf8()))
-        _finish(res)
+        _finish(res, out)
         return
     res = Engine(file).run()
     conns = [c for c in res.connections if proto == "all" or c["proto"] == proto]
@@ -53,7 +53,7 @@ def flows(file, fmt, ladder, ascii_, proto):
             out.line(jsonl.dumps(c))
     else:
         out.line(render_flows(conns))
-    _finish(res)
+    _finish(res, out)
 
 
 def _utf8() -> bool:

@@ -68,3 +68,55 @@ def packet_record(fr, layers, flags=(), conn=None, values=None, decoded=None) ->
         if an:
             rec["anomalies"] = an
     return rec
+
+
+_chain_json: dict[tuple, str] = {}
+
+
+def _layers_json(chain: tuple) -> str:
+    s = _chain_json.get(chain)
+    if s is None:
+        from dissect.osi import layer_of
+        lrecs = [{"osi": 1, "layer": "physical", "protocol": "frame"}]
+        for p in chain:
+            o = layer_of(p.split(".")[0])
+            lrecs.append({"osi": int(o), "layer": o.label, "protocol": p})
+        s = json.dumps(lrecs, separators=(",", ":"))
+        if len(_chain_json) < 4096:
+            _chain_json[chain] = s
+    return s
+
+
+_fast = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default).encode
+
+
+def _conn_json(conn) -> str:
+    if conn is None:
+        return "null"
+    if type(conn) is int:
+        return str(conn)
+    return json.dumps(conn)
+
+
+def packet_line(fr, decoded, flags=(), conn=None, values=None) -> str:
+    """The analysis-path packet record as one JSON line, without building a dict per packet
+    (same content as ``dumps(packet_record(fr, None, ..., decoded=decoded))``).
+
+    Flag names, addresses and connection ids are plain ASCII made by dissect itself (not
+    capture bytes), so they are written without the general encoder."""
+    parts = ['{"type":"packet","frame":', str(fr.number), ',"ts":', repr(float(fr.ts)),
+             ',"caplen":', str(fr.caplen), ',"len":', str(fr.wirelen), ',"interface":',
+             str(fr.iface), ',"layers":', _layers_json(decoded.chain), ',"flags":',
+             ('["' + '","'.join(flags) + '"]') if flags else "[]", ',"conn":',
+             _conn_json(conn)]
+    if values:
+        try:
+            parts += [',"analysis":', _fast(values)]
+        except ValueError:
+            parts += [',"analysis":', dumps(values)]
+    if decoded.src is not None:
+        parts += [',"src":"', decoded.src, '","dst":"', decoded.dst, '"']
+    if decoded.anomalies:
+        parts += [',"anomalies":', json.dumps(list(decoded.anomalies))]
+    parts.append("}")
+    return "".join(parts)
