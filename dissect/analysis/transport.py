@@ -114,4 +114,6 @@ class TransportAnalyzer:
             protos = getattr(self.app, "protocols", {}) or {}
             for c in conns:
                 c["app"] = protos.get(c["id"])
+            from dissect.analysis.post import postprocess
+            records = postprocess(conns, records)
         return conns, records
