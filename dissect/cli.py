@@ -185,6 +185,11 @@ def _mount_optional():
     """Commands that live in their own packages (flows, retries, lab, craft, ...)."""
     import importlib
     for mod, name in (("dissect.commands.flows", "flows"), ("dissect.commands.retries", "retries"),
+                      ("dissect.commands.timing", "timing"),
+                      ("dissect.commands.conversations", "conversations"),
+                      ("dissect.commands.cascades", "cascades"),
+                      ("dissect.commands.follow", "follow"), ("dissect.commands.expert", "expert"),
+                      ("dissect.commands.report", "report"),
                       ("dissect.lab.cli", "lab"), ("dissect.craft.cli", "craft"),
                       ("dissect.craft.cli", "capture")):
         try:
