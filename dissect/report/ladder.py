@@ -65,8 +65,8 @@ def render_ladder(conn: dict, items: list, *, unicode: bool = True, width: int |
             label += f" len={seg.plen}"
         if seg.flags & 0x02 and seg.options and seg.options.mss:
             label += f" mss={seg.options.mss}"
-        if flags:
-            label = f"{g['mark']} " + label + " [" + ",".join(flags) + "]"
+        if flags:   # first, so a narrow terminal cuts the sequence numbers, not the verdict
+            label = f"{g['mark']} [" + ",".join(flags) + "] " + label
         body = lane - 4
         label = label[:body - 4]
         fill = body - len(label) - 2
