@@ -96,9 +96,23 @@ def _finish(res, out: Out | None = None) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dissect-osi", prog_name="dissect")
-def cli():
+@click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE",
+              help="Override a resource limit for this run (see 'dissect limits').")
+def cli(limits):
     """dissect: take captures apart layer by layer (physical to application) and explain
     what happened: TCP analysis, application protocols, retries and backoff."""
+    if limits:
+        from dissect.limits import apply
+        apply(limits)
+
+
+@cli.command("limits")
+def limits_cmd():
+    """The named resource limits and their current values."""
+    from dissect.limits import LIMITS, current
+    from dissect.report.text import table
+    vals = current()
+    click.echo(table([[n, vals[n], LIMITS[n][0]] for n in LIMITS], ["limit", "value", "what"]))
 
 
 @cli.command()
