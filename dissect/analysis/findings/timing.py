@@ -1,0 +1,352 @@
+"""Time by layer per transaction: a waterfall of where each transaction spent its time.
+
+For every HTTP, gRPC, SMTP, FTP, POP3, IMAP or DNS transaction (an application record that
+pairs a request with its response), and for every exchange on an encrypted or unparsed TCP
+connection (a client burst followed by a server burst), the time is cut into stages:
+
+=============  =====  ===================================================================
+stage          OSI    from - to
+=============  =====  ===================================================================
+handshake      L4     first SYN (retransmitted SYNs included) - the handshake's ACK
+tls            L5/L6  ClientHello - end of the server's handshake flight (TLS 1.3: its
+                      first flight; TLS <= 1.2: its second, ChangeCipherSpec/Finished)
+request        L7     first - last frame carrying request bytes
+wait           L7     last request byte - first response byte (server think time + 1 RTT)
+transfer       L7     first - last frame carrying response bytes
+teardown       L4     first FIN/RST - last frame of the connection
+=============  =====  ===================================================================
+
+The handshake and TLS stages belong to the first transaction of a connection, teardown to
+its last; keep-alive transactions in between show only their own L7 stages. A stage that
+cannot be measured (e.g. the SYN was not captured) is left out rather than guessed.
+
+Per-frame direction, flags and timestamps come from a
+:class:`~dissect.analysis.findings.FrameTable`; without one, the record timestamps
+(``request_ts``, ``reply_ts``, ``query_ts`` + ``response_time_s``) and the connection's
+handshake RTT are used, and request/transfer have zero width.
+
+Record: ``{"type": "timing", "conn", "protocol", "transaction": {...}, "stages": [{"name",
+"osi", "start_ts", "duration_s", "frames"}], "total_s", "slowest"}``.
+"""
+
+from __future__ import annotations
+
+from dissect.analysis.findings import ACK, FIN, RST, SYN
+
+CLIENT, SERVER = 0, 1
+
+OSI_OF_STAGE = {"handshake": "L4", "tls": "L5/L6", "request": "L7", "wait": "L7",
+                "transfer": "L7", "teardown": "L4"}
+
+# application record types that are request/response transactions, and the fields that
+# identify one (values that can carry credentials - PASS, AUTH, LOGIN arguments - are
+# never copied into the transaction; see SECRET_COMMANDS)
+TRANSACTION_TYPES = {
+    "http": ("method", "target", "uri", "path", "host", "status"),
+    "grpc": ("service", "method", "path", "grpc_status", "status"),
+    "smtp": ("command", "arg", "reply_code"),
+    "ftp": ("command", "arg", "reply_code"),
+    "pop3": ("command", "arg", "status"),
+    "imap": ("tag", "command", "arg", "status"),
+    "dns": ("qname", "qtype", "rcode", "retransmission"),
+}
+SECRET_COMMANDS = frozenset({"PASS", "AUTH", "LOGIN", "AUTHENTICATE", "APOP", "USER"})
+
+# TLS records whose frames belong to the handshake (the TLS parser's record types)
+TLS_TYPES = ("tls", "tls-handshake", "tls-session")
+
+# bursts examined on an encrypted/unparsed connection: more exchanges than this on one
+# connection are summarised by the first ones (a long-lived stream is not a transaction)
+MAX_EXCHANGES_PER_CONN = 64
+
+
+def _stage(name, start, end, frames) -> dict | None:
+    if start is None or end is None:
+        return None
+    return {"name": name, "osi": OSI_OF_STAGE[name], "start_ts": start,
+            "duration_s": round(max(0.0, end - start), 6), "frames": sorted(set(frames))}
+
+
+def _finish(rec: dict) -> dict:
+    st = [s for s in rec["stages"] if s is not None]
+    st.sort(key=lambda s: (s["start_ts"], list(OSI_OF_STAGE).index(s["name"])))
+    rec["stages"] = st
+    if st:
+        t0 = st[0]["start_ts"]
+        t1 = max(s["start_ts"] + s["duration_s"] for s in st)
+        rec["total_s"] = round(t1 - t0, 6)
+        rec["slowest"] = max(st, key=lambda s: s["duration_s"])["name"]
+    else:
+        rec["total_s"], rec["slowest"] = 0.0, None
+    return rec
+
+
+class _Conn:
+    """What timing needs to know about one connection."""
+
+    def __init__(self, rec: dict, table):
+        self.rec = rec
+        self.id = rec["id"]
+        self.tcp = rec.get("proto") == "tcp"
+        self.table = table
+        self.frames = table.frames(self.id) if table is not None else []
+
+    def ts(self, f):
+        return self.table.time(f) if self.table is not None else None
+
+    def handshake(self):
+        """(start, end, frames, syn_retries) of the TCP handshake, or None."""
+        hs = self.rec.get("handshake") or {}
+        if not self.tcp or not hs:
+            return None
+        t = self.table
+        if t is None:
+            rtt = hs.get("rtt_s")
+            if rtt is None:
+                return None
+            return self.rec["start_ts"], self.rec["start_ts"] + rtt, \
+                [f for f in (hs.get("syn"), hs.get("syn_ack"), hs.get("ack")) if f], None
+        end_frame = hs.get("ack") or hs.get("syn_ack")
+        if end_frame is None:
+            return None
+        syns = [f for f in self.frames if f <= end_frame and t.flags[f] & SYN
+                and not t.flags[f] & ACK and t.direction[f] == CLIENT]
+        if not syns:
+            return None
+        frames = syns + [f for f in self.frames if syns[0] < f <= end_frame
+                         and (t.flags[f] & SYN or f == end_frame)]
+        return t.ts[syns[0]], t.ts[end_frame], frames, len(syns) - 1
+
+    def teardown(self):
+        t = self.table
+        if t is None or not self.tcp:
+            return None
+        fr = [f for f in self.frames if t.flags[f] & (FIN | RST)]
+        if not fr:
+            return None
+        tail = [f for f in self.frames if f >= fr[0]]
+        return t.ts[fr[0]], t.ts[tail[-1]], tail
+
+    def payload_frames(self, direction, lo=0, hi=None):
+        t = self.table
+        return [f for f in self.frames if f >= lo and (hi is None or f <= hi)
+                and t.direction[f] == direction and t.plen[f] > 0]
+
+
+def _identify(rec: dict) -> dict:
+    keys = TRANSACTION_TYPES.get(rec.get("type"), ())
+    out = {}
+    for k in keys:
+        v = rec.get(k)
+        if v is None:
+            continue
+        if k == "arg" and (rec.get("command") or "").upper() in SECRET_COMMANDS:
+            continue
+        out[k] = v
+    return out
+
+
+def _bounds(rec: dict, conn: _Conn):
+    """(req_first, req_last, resp_first, resp_last) as (ts, frame) pairs, or None each."""
+    t = conn.table
+    frames = [f for f in rec.get("frames") or [] if isinstance(f, int)]
+    req = resp = []
+    if t is not None and frames:
+        req = [f for f in frames if t.has(f) and t.direction[f] == CLIENT]
+        resp = [f for f in frames if t.has(f) and t.direction[f] == SERVER]
+    if rec.get("type") == "dns":
+        q, r = rec.get("query_frame"), rec.get("response_frame")
+        req = [q] if q else req
+        resp = [r] if r else []
+    def pair(fs, key_ts, key_frame):
+        if fs and t is not None:
+            return (t.ts[fs[0]], fs[0]), (t.ts[fs[-1]], fs[-1])
+        ts = rec.get(key_ts)
+        if ts is None:
+            return None, None
+        p = (ts, rec.get(key_frame))
+        return p, p
+    rq = pair(sorted(req), "request_ts", "request_frame")
+    if rq[0] is None and rec.get("query_ts") is not None:
+        rq = ((rec["query_ts"], rec.get("query_frame")),) * 2
+    rs = pair(sorted(resp), "reply_ts", "reply_frame")
+    if rs[0] is None:
+        for k in ("response_ts",):
+            if rec.get(k) is not None:
+                rs = ((rec[k], rec.get("response_frame")),) * 2
+        if rs[0] is None and rq[0] is not None and rec.get("response_time_s") is not None:
+            p = (rq[1][0] + rec["response_time_s"], rec.get("response_frame"))
+            rs = (p, p)
+    return rq[0], rq[1], rs[0], rs[1]
+
+
+def _l7_stages(rq0, rq1, rs0, rs1, frames_req, frames_resp) -> list:
+    out = []
+    if rq0 is not None:
+        out.append(_stage("request", rq0[0], rq1[0], frames_req))
+    if rq1 is not None and rs0 is not None:
+        out.append(_stage("wait", rq1[0], rs0[0], [f for f in (rq1[1], rs0[1]) if f]))
+    elif rq1 is None and rs0 is not None:
+        pass
+    if rs0 is not None:
+        out.append(_stage("transfer", rs0[0], rs1[0], frames_resp))
+    return out
+
+
+def _tls_info(records_by_conn, cid):
+    tls = [r for r in records_by_conn.get(cid, ()) if r.get("type") in TLS_TYPES]
+    return tls
+
+
+def _tls_stage(conn: _Conn, tls: list, after: float | None):
+    """The TLS handshake stage from the tls records' frames, else from the burst pattern."""
+    t = conn.table
+    frames = sorted({f for r in tls for f in (r.get("handshake_frames") or r.get("frames") or [])
+                     if isinstance(f, int)})
+    version = next((r.get("version") for r in tls if r.get("version")), None)
+    if t is None:
+        if frames and all(isinstance(r.get("ts"), (int, float)) for r in tls):
+            return None
+        return None
+    ch = next((r.get("client_hello_frame") for r in tls if r.get("client_hello_frame")), None)
+    end = next((r.get(k) for r in tls for k in ("handshake_end_frame", "server_finished_frame")
+                if r.get(k)), None)
+    if ch is None:
+        cl = conn.payload_frames(CLIENT)
+        ch = cl[0] if cl else None
+    if ch is None:
+        return None
+    if end is None:
+        # the server's flight(s): TLS 1.3 (and unknown) one, TLS <= 1.2 two round trips
+        flights = 2 if version and str(version).replace(" ", "").upper() in (
+            "TLS1.2", "TLS1.1", "TLS1.0", "SSL3.0", "0X0303", "0X0302", "0X0301", "0X0300",
+            "771", "770", "769", "768") else 1
+        end = _burst_end(conn, ch, flights)
+    if end is None:
+        return None
+    fr = [f for f in conn.frames if ch <= f <= end]
+    return _stage("tls", t.ts[ch], t.ts[end], fr), end
+
+
+def _bursts(conn: _Conn, start_frame: int):
+    """Payload frames from ``start_frame`` grouped into alternating direction bursts."""
+    t = conn.table
+    out = []
+    for f in conn.frames:
+        if f < start_frame or t.plen[f] <= 0 or t.direction[f] not in (CLIENT, SERVER):
+            continue
+        d = t.direction[f]
+        if out and out[-1][0] == d:
+            out[-1][1].append(f)
+        else:
+            out.append((d, [f]))
+    return out
+
+
+def _burst_end(conn: _Conn, start_frame: int, server_flights: int):
+    seen = 0
+    for d, fs in _bursts(conn, start_frame):
+        if d == SERVER:
+            seen += 1
+            if seen == server_flights:
+                return fs[-1]
+    return None
+
+
+def timing_records(result, frames=None) -> list[dict]:
+    """Timing records for every transaction in ``result`` (an engine Result, or anything
+    with ``.connections`` and ``.records``); ``frames`` is the FrameTable of the same run."""
+    conns = {c["id"]: _Conn(c, frames) for c in result.connections
+             if c.get("type", "connection") == "connection"}
+    by_conn: dict = {}
+    for r in result.records:
+        by_conn.setdefault(r.get("conn"), []).append(r)
+    out: list[dict] = []
+    for cid, conn in conns.items():
+        recs = by_conn.get(cid, [])
+        txs = [r for r in recs if r.get("type") in TRANSACTION_TYPES
+               and not (r.get("type") == "dns" and r.get("query_frame") is None)]
+        txs.sort(key=lambda r: min([f for f in r.get("frames") or [] if isinstance(f, int)]
+                                   or [0]))
+        tls = _tls_info(by_conn, cid)
+        proto = (conn.rec.get("app") or (txs[0]["type"] if txs else None)
+                 or ("tls" if tls else None))
+        if not txs and conn.tcp and frames is not None and (tls or proto):
+            out += _exchanges(conn, proto, tls)
+            continue
+        hs = conn.handshake() if conn.tcp else None
+        td = conn.teardown() if conn.tcp else None
+        for i, r in enumerate(txs):
+            rq0, rq1, rs0, rs1 = _bounds(r, conn)
+            fr = [f for f in r.get("frames") or [] if isinstance(f, int)]
+            t = frames
+            freq = [f for f in fr if t is not None and t.has(f) and t.direction[f] == CLIENT] \
+                or [x[1] for x in (rq0, rq1) if x and x[1]]
+            fresp = [f for f in fr if t is not None and t.has(f) and t.direction[f] == SERVER] \
+                or [x[1] for x in (rs0, rs1) if x and x[1]]
+            stages = []
+            transaction = _identify(r)
+            if r.get("type") in ("ftp", "smtp", "pop3", "imap") and r.get("command") is None:
+                transaction["command"] = "(greeting)"
+            if i == 0 and hs is not None:
+                stages.append(_stage("handshake", hs[0], hs[1], hs[2]))
+                if hs[3]:
+                    transaction["syn_retries"] = hs[3]
+                if rq0 is None and rs0 is not None:     # a server greeting: wait from ACK
+                    stages.append(_stage("wait", hs[1], rs0[0], [hs[2][-1]]))
+            stages += _l7_stages(rq0, rq1, rs0, rs1, freq, fresp)
+            if i == len(txs) - 1 and td is not None:
+                stages.append(_stage("teardown", td[0], td[1], td[2]))
+            out.append(_finish({"type": "timing", "conn": cid, "protocol": r["type"],
+                                "transaction": transaction, "stages": stages}))
+    out.sort(key=lambda r: (r["stages"][0]["start_ts"] if r["stages"] else 0.0))
+    return out
+
+
+def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
+    """Encrypted (TLS) or unparsed TCP: each client burst + following server burst."""
+    t = conn.table
+    hs = conn.handshake()
+    td = conn.teardown()
+    start = 0
+    pre = []
+    if hs is not None:
+        pre.append(_stage("handshake", hs[0], hs[1], hs[2]))
+    if tls:
+        got = _tls_stage(conn, tls, None)
+        if got is not None:
+            pre.append(got[0])
+            start = got[1] + 1
+    bursts = _bursts(conn, start)
+    pairs = []
+    i = 0
+    while i < len(bursts) and len(pairs) < MAX_EXCHANGES_PER_CONN:
+        d, fs = bursts[i]
+        if d == CLIENT:
+            resp = bursts[i + 1][1] if i + 1 < len(bursts) else []
+            pairs.append((fs, resp))
+            i += 2
+        else:
+            pairs.append(([], fs))     # server push with no request before it
+            i += 1
+    out = []
+    if not pairs and pre:
+        pairs = [([], [])]
+    for n, (req, resp) in enumerate(pairs):
+        rq0 = (t.ts[req[0]], req[0]) if req else None
+        rq1 = (t.ts[req[-1]], req[-1]) if req else None
+        rs0 = (t.ts[resp[0]], resp[0]) if resp else None
+        rs1 = (t.ts[resp[-1]], resp[-1]) if resp else None
+        stages = list(pre) if n == 0 else []
+        stages += _l7_stages(rq0, rq1, rs0, rs1, req, resp)
+        if n == len(pairs) - 1 and td is not None:
+            stages.append(_stage("teardown", td[0], td[1], td[2]))
+        transaction = {"exchange": n + 1, "encrypted": bool(tls)}
+        sni = next((r.get("sni") for r in tls if r.get("sni")), None)
+        if sni:
+            transaction["sni"] = sni
+        if n == 0 and hs is not None and hs[3]:
+            transaction["syn_retries"] = hs[3]
+        out.append(_finish({"type": "timing", "conn": conn.id, "protocol": proto or "tcp",
+                            "transaction": transaction, "stages": stages}))
+    return out
