@@ -22,6 +22,9 @@ from array import array
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 NO_CONN = -1
+# payload bytes kept from the first data segment of each direction of each connection:
+# enough for a TLS record header + handshake type (6) and a protocol banner's first word
+FIRST_BYTES_KEPT = 16
 
 
 class FrameTable:
@@ -38,6 +41,8 @@ class FrameTable:
         self.direction = array("b", [-1])
         self.flags = array("H", [0])
         self.plen = array("l", [0])
+        self.head = array("h", [-1])       # first captured payload byte (-1: none)
+        self.first_bytes: dict = {}       # (interned conn, direction) -> first 16 payload bytes
         self._ids: dict = {}
         self._names: list = []
         self.frames_of: dict = {}         # interned conn -> array of its frame numbers
@@ -51,13 +56,14 @@ class FrameTable:
         return i
 
     def add(self, number: int, ts: float, conn=None, direction=None, flags: int = 0,
-            plen: int = 0) -> None:
+            plen: int = 0, payload: bytes = b"") -> None:
         while len(self.ts) < number:       # frames the engine did not report (gaps)
             self.ts.append(ts)
             self.conn.append(NO_CONN)
             self.direction.append(-1)
             self.flags.append(0)
             self.plen.append(0)
+            self.head.append(-1)
         if len(self.ts) > number:          # re-added frame: keep the first
             return
         c = NO_CONN if conn is None else self._intern(conn)
@@ -66,8 +72,11 @@ class FrameTable:
         self.direction.append(-1 if direction is None else direction)
         self.flags.append(flags & 0xFFFF)
         self.plen.append(plen)
+        self.head.append(payload[0] if payload else -1)
         if c != NO_CONN:
             self.frames_of[c].append(number)
+            if payload and direction in (0, 1) and (c, direction) not in self.first_bytes:
+                self.first_bytes[(c, direction)] = bytes(payload[:FIRST_BYTES_KEPT])
 
     def on_frame(self, fr, d, v) -> None:
         t = d.transport if d is not None else None
@@ -76,7 +85,7 @@ class FrameTable:
         if plen is None:
             plen = len(getattr(t, "payload", b"") or b"") if t is not None else 0
         self.add(fr.number, fr.ts, getattr(v, "conn", None), getattr(v, "direction", None),
-                 flags, plen)
+                 flags, plen, getattr(t, "payload", b"") or b"")
 
     # -- queries -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -87,6 +96,11 @@ class FrameTable:
 
     def time(self, frame) -> float | None:
         return self.ts[frame] if self.has(frame) else None
+
+    def first(self, conn, direction) -> bytes:
+        """The first payload bytes (up to FIRST_BYTES_KEPT) ``conn`` carried ``direction``."""
+        i = self._ids.get(conn)
+        return self.first_bytes.get((i, direction), b"") if i is not None else b""
 
     def frames(self, conn) -> list[int]:
         i = self._ids.get(conn)

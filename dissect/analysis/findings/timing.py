@@ -95,11 +95,17 @@ class _Conn:
         return self.table.time(f) if self.table is not None else None
 
     def handshake(self):
-        """(start, end, frames, syn_retries) of the TCP handshake, or None."""
+        """(start, end, frames, syn_retries) of the TCP handshake, or None. A handshake
+        never answered runs from the first SYN to the last retransmitted one."""
         hs = self.rec.get("handshake") or {}
+        t = self.table
+        if self.tcp and not hs.get("syn_ack") and t is not None:
+            syns = [f for f in self.frames if t.flags[f] & SYN and not t.flags[f] & ACK
+                    and t.direction[f] == CLIENT]
+            if syns:
+                return t.ts[syns[0]], t.ts[syns[-1]], syns, len(syns) - 1
         if not self.tcp or not hs:
             return None
-        t = self.table
         if t is None:
             rtt = hs.get("rtt_s")
             if rtt is None:
@@ -217,11 +223,7 @@ def _tls_stage(conn: _Conn, tls: list, after: float | None):
     if ch is None:
         return None
     if end is None:
-        # the server's flight(s): TLS 1.3 (and unknown) one, TLS <= 1.2 two round trips
-        flights = 2 if version and str(version).replace(" ", "").upper() in (
-            "TLS1.2", "TLS1.1", "TLS1.0", "SSL3.0", "0X0303", "0X0302", "0X0301", "0X0300",
-            "771", "770", "769", "768") else 1
-        end = _burst_end(conn, ch, flights)
+        end = _burst_end(conn, ch, _server_flights(conn, ch, version))
     if end is None:
         return None
     fr = [f for f in conn.frames if ch <= f <= end]
@@ -241,6 +243,39 @@ def _bursts(conn: _Conn, start_frame: int):
         else:
             out.append((d, [f]))
     return out
+
+
+# TLS record content types (RFC 8446 B.1)
+TLS_CCS, TLS_HANDSHAKE, TLS_APPDATA = 0x14, 0x16, 0x17
+OLD_TLS = {"TLS1.2", "TLS1.1", "TLS1.0", "SSL3.0", "SSL2.0"}
+
+
+def looks_like_tls(table, cid) -> bool:
+    """The connection's first client bytes are a TLS handshake record holding a ClientHello
+    (content type 22, version 3.x, handshake type 1) - the fallback when no TLS parser
+    record exists for it."""
+    if table is None:
+        return False
+    b = table.first(cid, CLIENT)
+    return len(b) >= 6 and b[0] == TLS_HANDSHAKE and b[1] == 3 and b[5] == 1
+
+
+def _server_flights(conn: _Conn, ch: int, version) -> int:
+    """Server handshake flights before application data: 1 for TLS 1.3 (the server's
+    Finished is in its first flight), 2 for TLS <= 1.2 (ChangeCipherSpec + Finished come
+    after the client's key exchange). Version from the TLS record when known; otherwise
+    from the record type that starts the server's second burst: ChangeCipherSpec or
+    handshake (NewSessionTicket) means a TLS <= 1.2 second flight, application data means
+    the handshake ended with the first flight."""
+    from dissect.analysis.findings.cleartext import normalise_version
+    v = normalise_version(version)
+    if v is not None:
+        return 2 if v in OLD_TLS else 1
+    t = conn.table
+    server = [fs for d, fs in _bursts(conn, ch) if d == SERVER]
+    if len(server) >= 2 and t.head[server[1][0]] in (TLS_CCS, TLS_HANDSHAKE):
+        return 2
+    return 1
 
 
 def _burst_end(conn: _Conn, start_frame: int, server_flights: int):
@@ -269,9 +304,12 @@ def timing_records(result, frames=None) -> list[dict]:
         txs.sort(key=lambda r: min([f for f in r.get("frames") or [] if isinstance(f, int)]
                                    or [0]))
         tls = _tls_info(by_conn, cid)
+        if not tls and not txs and conn.tcp and looks_like_tls(frames, cid):
+            tls = [{"type": "tls", "conn": cid, "inferred": True}]
         proto = (conn.rec.get("app") or (txs[0]["type"] if txs else None)
                  or ("tls" if tls else None))
-        if not txs and conn.tcp and frames is not None and (tls or proto):
+        if not txs and conn.tcp and frames is not None:
+            # encrypted, unparsed, or never established: exchanges from the packets
             out += _exchanges(conn, proto, tls)
             continue
         hs = conn.handshake() if conn.tcp else None
@@ -330,7 +368,9 @@ def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
             pairs.append(([], fs))     # server push with no request before it
             i += 1
     out = []
-    if not pairs and pre:
+    if not pairs and not pre:
+        return []
+    if not pairs:
         pairs = [([], [])]
     for n, (req, resp) in enumerate(pairs):
         rq0 = (t.ts[req[0]], req[0]) if req else None
@@ -342,6 +382,10 @@ def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
         if n == len(pairs) - 1 and td is not None:
             stages.append(_stage("teardown", td[0], td[1], td[2]))
         transaction = {"exchange": n + 1, "encrypted": bool(tls)}
+        if not req and not resp and n == 0:
+            transaction["outcome"] = ("unanswered" if not (conn.rec.get("handshake") or {})
+                                      .get("syn_ack") else "no data") \
+                if conn.rec.get("state") != "REJ" else "refused"
         sni = next((r.get("sni") for r in tls if r.get("sni")), None)
         if sni:
             transaction["sni"] = sni
