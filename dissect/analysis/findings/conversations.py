@@ -24,6 +24,8 @@ Record: ``{"type": "conversation", "conn", "client", "server", "protocol", "mode
 
 from __future__ import annotations
 
+from dissect.analysis.findings.timing import looks_like_tls
+
 # ports below which a port is a service port (IANA system ports)
 SYSTEM_PORTS = 1024
 # registered service ports above 1023 that name a server role
@@ -217,6 +219,8 @@ def conversation_records(result, frames=None) -> list[dict]:
             continue
         recs = by_conn.get(conn["id"], [])
         proto = _protocol(conn, recs)
+        if proto is None and conn.get("proto") == "tcp" and looks_like_tls(frames, conn["id"]):
+            proto = "tls"      # ClientHello record header seen, no TLS parser record
         model, mev = _model(conn, recs, proto)
         ctype, cev = _connection(conn, recs, proto)
         rel, rev = _reliability(conn, recs)

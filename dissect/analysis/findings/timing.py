@@ -223,7 +223,7 @@ def _tls_stage(conn: _Conn, tls: list, after: float | None):
     if ch is None:
         return None
     if end is None:
-        end = _burst_end(conn, ch, _server_flights(conn, ch, version))
+        end = _handshake_end(conn, ch, version)
     if end is None:
         return None
     fr = [f for f in conn.frames if ch <= f <= end]
@@ -260,22 +260,30 @@ def looks_like_tls(table, cid) -> bool:
     return len(b) >= 6 and b[0] == TLS_HANDSHAKE and b[1] == 3 and b[5] == 1
 
 
-def _server_flights(conn: _Conn, ch: int, version) -> int:
-    """Server handshake flights before application data: 1 for TLS 1.3 (the server's
-    Finished is in its first flight), 2 for TLS <= 1.2 (ChangeCipherSpec + Finished come
-    after the client's key exchange). Version from the TLS record when known; otherwise
-    from the record type that starts the server's second burst: ChangeCipherSpec or
-    handshake (NewSessionTicket) means a TLS <= 1.2 second flight, application data means
-    the handshake ended with the first flight."""
+def _handshake_end(conn: _Conn, ch: int, version) -> int | None:
+    """Last frame of the TLS handshake, from the record type starting each burst.
+
+    After the ClientHello (C1) and the server's first flight (S1), the client's second
+    burst (C2) tells which handshake this is: a handshake record (ClientKeyExchange,
+    0x16) means a full TLS <= 1.2 handshake, finished by the server's ChangeCipherSpec +
+    Finished in its second burst (S2); ChangeCipherSpec (0x14, TLS 1.3 compatibility mode
+    or a TLS 1.2 resumption) or application data (0x17, TLS 1.3's encrypted Finished) means
+    the server finished in S1 and the client's Finished in C2 ends the handshake. Without
+    C2's first byte, the version reported by the TLS parser decides."""
     from dissect.analysis.findings.cleartext import normalise_version
-    v = normalise_version(version)
-    if v is not None:
-        return 2 if v in OLD_TLS else 1
     t = conn.table
-    server = [fs for d, fs in _bursts(conn, ch) if d == SERVER]
-    if len(server) >= 2 and t.head[server[1][0]] in (TLS_CCS, TLS_HANDSHAKE):
-        return 2
-    return 1
+    bursts = _bursts(conn, ch)
+    if len(bursts) < 2 or bursts[0][0] != CLIENT or bursts[1][0] != SERVER:
+        return bursts[1][1][-1] if len(bursts) >= 2 and bursts[1][0] == SERVER else None
+    s1 = bursts[1][1]
+    if len(bursts) < 3:
+        return s1[-1]
+    c2 = bursts[2][1]
+    head = t.head[c2[0]]
+    full = head == TLS_HANDSHAKE if head >= 0 else normalise_version(version) in OLD_TLS
+    if full:
+        return bursts[3][1][-1] if len(bursts) >= 4 else c2[-1]
+    return c2[0]
 
 
 def _burst_end(conn: _Conn, start_frame: int, server_flights: int):
@@ -356,6 +364,11 @@ def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
             pre.append(got[0])
             start = got[1] + 1
     bursts = _bursts(conn, start)
+    if tls:
+        # server records between the handshake and the client's first request are
+        # post-handshake messages (TLS 1.3 NewSessionTicket), not answers to anything
+        while bursts and bursts[0][0] == SERVER:
+            bursts.pop(0)
     pairs = []
     i = 0
     while i < len(bursts) and len(pairs) < MAX_EXCHANGES_PER_CONN:
