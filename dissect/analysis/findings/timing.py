@@ -309,6 +309,7 @@ def timing_records(result, frames=None) -> list[dict]:
         recs = by_conn.get(cid, [])
         txs = [r for r in recs if r.get("type") in TRANSACTION_TYPES
                and not (r.get("type") == "dns" and r.get("query_frame") is None)]
+        txs += _smtp_messages(recs, conn)
         txs.sort(key=lambda r: min([f for f in r.get("frames") or [] if isinstance(f, int)]
                                    or [0]))
         tls = _tls_info(by_conn, cid)
@@ -346,6 +347,34 @@ def timing_records(result, frames=None) -> list[dict]:
             out.append(_finish({"type": "timing", "conn": cid, "protocol": r["type"],
                                 "transaction": transaction, "stages": stages}))
     out.sort(key=lambda r: (r["stages"][0]["start_ts"] if r["stages"] else 0.0))
+    return out
+
+
+def _smtp_messages(recs: list, conn: _Conn) -> list[dict]:
+    """The message sent after DATA answered 354 as its own transaction: request = the
+    message bytes (client frames after the 354 up to the envelope's last frame), response =
+    the server's final reply. Needs the frame table (the envelope has no reply frame)."""
+    t = conn.table
+    if t is None:
+        return []
+    out = []
+    datas = [r for r in recs if r.get("type") == "smtp" and r.get("command") == "DATA"
+             and r.get("reply_code") == 354 and r.get("reply_frame")]
+    for env in recs:
+        if env.get("type") != "smtp-envelope" or not env.get("data_bytes"):
+            continue
+        last = max([f for f in env.get("frames") or [] if isinstance(f, int)] or [0])
+        d = [r for r in datas if r["reply_frame"] < last]
+        if not d:
+            continue
+        start = d[-1]["reply_frame"]
+        req = conn.payload_frames(CLIENT, start + 1, last)
+        if not req:
+            continue
+        resp = conn.payload_frames(SERVER, req[-1] + 1)[:1]
+        out.append({"type": "smtp", "command": "(message)", "conn": conn.id,
+                    "reply_code": env.get("reply_code"), "frames": req + resp,
+                    "reply_ts": env.get("reply_ts")})
     return out
 
 
