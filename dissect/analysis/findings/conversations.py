@@ -47,6 +47,8 @@ USE_BY_PROTOCOL = {
 }
 PERSISTENT_SESSION = {"smtp", "imap", "pop3", "ftp", "websocket", "grpc", "http2", "rtp"}
 PORT_USE = {7: ("echo (diagnostics)", "echo"), 22: ("remote shell", "ssh"),
+            80: ("web (HTTP)", "http"), 8080: ("web (HTTP)", "http-alt"),
+            50051: ("API (gRPC)", "grpc"),
             443: ("web (HTTPS)", "https"), 853: ("name lookup (DNS over TLS)", "dot"),
             993: ("mail (reading, IMAPS)", "imaps"), 995: ("mail (reading, POP3S)", "pop3s"),
             465: ("mail (sending, SMTPS)", "smtps"), 123: ("time sync", "ntp"),
@@ -91,7 +93,8 @@ def _model(conn, recs, proto):
             ev.append("media sent both ways")
         return "peer-to-peer", "; ".join(ev)
     if rtc and s["port"] in (3478, 5349):
-        return "client-server", f"media relayed through a TURN/STUN server at {_ep(s)}"
+        what = "media relayed through" if "rtp" in rtc else "requests to"
+        return "client-server", f"{what} the STUN/TURN service at {_ep(s)}"
     if conn.get("proto") == "tcp":
         hs = conn.get("handshake") or {}
         if hs.get("syn") is not None:
@@ -103,7 +106,7 @@ def _model(conn, recs, proto):
     if _service(s["port"]):
         name = SERVICE_PORTS.get(s["port"])
         ev.append(f"server port {s['port']}" + (f" ({name})" if name else " (system port)"))
-    if proto in USE_BY_PROTOCOL and proto not in ("rtp", "stun", "dtls"):
+    if proto in USE_BY_PROTOCOL and proto not in ("rtp", "stun", "dtls", "tls", "quic"):
         ev.append(f"{proto} requests/responses name the roles")
     if not _service(s["port"]) and not _service(c["port"]) and proto is None:
         return "peer-to-peer", "; ".join(ev + ["no service port and no request/response "
@@ -111,9 +114,13 @@ def _model(conn, recs, proto):
     return "client-server", "; ".join(ev)
 
 
-def _connection(conn, recs, proto):
+def _connection(conn, recs, proto, exchanges=0):
     types = [r.get("type") for r in recs]
     dur = conn.get("duration_s") or 0.0
+    if proto in (None, "tls") and conn.get("proto") == "tcp" and exchanges > 1:
+        what = "encrypted " if proto == "tls" else ""
+        return "persistent", f"{exchanges} {what}request/response exchanges (client burst, " \
+                             "server burst) on one connection"
     if proto == "websocket":
         return "persistent", "HTTP Upgrade to WebSocket: one long-lived message channel"
     if proto in ("grpc", "http2"):
@@ -197,6 +204,9 @@ def _use(conn, recs, proto):
                     f"TLS to port {conn['server']['port']}" + (f", SNI {sni}" if sni else "")
             return "encrypted (TLS)", "TLS" + (f", SNI {sni}" if sni else "") + \
                 (f", ALPN {alpn}" if alpn else "")
+        if proto == "stun":
+            methods = sorted({str(r.get("method")) for r in recs if r.get("type") == "stun"})
+            ev = f"STUN {', '.join(methods)} transactions"
         if proto in ("rtp",):
             enc = sorted({str(r.get("encoding")) for r in recs if r.get("type") == "rtp"
                           and r.get("encoding")})
@@ -213,6 +223,12 @@ def conversation_records(result, frames=None) -> list[dict]:
     by_conn: dict = {}
     for r in result.records:
         by_conn.setdefault(r.get("conn"), []).append(r)
+    exchanges: dict = {}
+    if frames is not None:
+        from dissect.analysis.findings.timing import timing_records
+        for t in timing_records(result, frames):
+            if "exchange" in t["transaction"] and not t["transaction"].get("outcome"):
+                exchanges[t["conn"]] = exchanges.get(t["conn"], 0) + 1
     out = []
     for conn in result.connections:
         if conn.get("type", "connection") != "connection":
@@ -222,7 +238,7 @@ def conversation_records(result, frames=None) -> list[dict]:
         if proto is None and conn.get("proto") == "tcp" and looks_like_tls(frames, conn["id"]):
             proto = "tls"      # ClientHello record header seen, no TLS parser record
         model, mev = _model(conn, recs, proto)
-        ctype, cev = _connection(conn, recs, proto)
+        ctype, cev = _connection(conn, recs, proto, exchanges.get(conn["id"], 0))
         rel, rev = _reliability(conn, recs)
         use, uev = _use(conn, recs, proto)
         transport = "QUIC" if proto == "quic" else str(conn.get("proto", "?")).upper()
