@@ -23,6 +23,11 @@ def _ident(tx: dict) -> str:
             if v:
                 parts.append("(encrypted)")
             continue
+        if v is False:
+            continue
+        if v is True:
+            parts.append(k)
+            continue
         if k in ("command", "method", "qname", "service", "sni"):
             parts.append(safe(v))
         elif k == "exchange":
@@ -54,8 +59,8 @@ def render_timing(records: list[dict], width: int = BAR_WIDTH) -> str:
                 n = int(round(s["duration_s"] / span * width))
             else:
                 a, n = 0, 0
-            a = min(a, width)
-            n = max(1, min(n, width - a)) if width - a > 0 else 0
+            a = min(a, width - 1)
+            n = max(1, min(n, width - a))
             bar = " " * a + STAGE_MARK.get(s["name"], "-") * n
             bar = bar.ljust(width)
             slow = " *" if s["name"] == r["slowest"] else ""
