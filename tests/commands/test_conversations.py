@@ -50,7 +50,7 @@ def test_conversations_jsonl(dispatcher):
     from dissect.commands.conversations import conversations
     code, out = invoke(conversations, PCAPS / "ftp-active.pcap", "--format", "jsonl")
     assert code == 0
-    recs = [json.loads(l) for l in out.splitlines()]
+    recs = [json.loads(ln) for ln in out.splitlines()]
     assert [r["type"] for r in recs] == ["conversation"] * 4
     assert sorted(r["protocol"] for r in recs) == ["ftp", "ftp-data", "ftp-data", "ftp-data"]
     code, out = invoke(conversations, PCAPS / "ftp-active.pcap", "--no-evidence")
@@ -64,7 +64,7 @@ def test_cleartext_masked_unless_show_secrets(dispatcher):
     assert "cleartext-password" in out and "l****d" in out and "lab-password" not in out
     code, out = invoke(cleartext, PCAPS / "ftp-active.pcap", "--show-secrets",
                        "--format", "jsonl")
-    recs = [json.loads(l) for l in out.splitlines()]
+    recs = [json.loads(ln) for ln in out.splitlines()]
     assert [r["secret"] for r in recs if r["kind"] == "cleartext-password"] == ["lab-password"]
     code, out = invoke(cleartext, PCAPS / "udp-echo.pcap")
     assert code == 0 and out.strip() == \

@@ -46,9 +46,9 @@ def test_timing_text_golden_shape_for_dns(dispatcher, timing_cmd):
     assert re.fullmatch(r"conn udp/0  dns  slow\.dissect\.test qtype=A rcode=NOERROR  "
                         r"total 1\.00\d s  slowest: wait", slow[0])
     # one row per stage: name, OSI layer, a bar of fixed width, duration, frames
-    assert [l.split()[0:2] for l in slow[1:]] == [["request", "L7"], ["wait", "L7"],
+    assert [ln.split()[0:2] for ln in slow[1:]] == [["request", "L7"], ["wait", "L7"],
                                                  ["transfer", "L7"]]
-    bars = [l[l.index("|") + 1:l.rindex("|")] for l in slow[1:]]
+    bars = [ln[ln.index("|") + 1:ln.rindex("|")] for ln in slow[1:]]
     assert all(len(b) == 40 for b in bars)
     assert bars[1] == "." * 40                       # the wait fills the whole span
     assert slow[2].rstrip().endswith("frames 7,9 *")  # slowest stage marked
@@ -60,19 +60,19 @@ def test_timing_text_tls_stage_labelled_l5_l6(dispatcher, timing_cmd):
     assert code == 0
     first = out.split("\n\n")[0].splitlines()
     assert "(encrypted)" in first[0]
-    assert [l.split()[:2] for l in first[1:3]] == [["handshake", "L4"], ["tls", "L5/L6"]]
+    assert [ln.split()[:2] for ln in first[1:3]] == [["handshake", "L4"], ["tls", "L5/L6"]]
     assert "#" in first[2]
 
 
 def test_timing_jsonl_and_slowest(dispatcher, timing_cmd):
     code, out = timing_cmd(PCAPS / "ftp-passive.pcap", "--format", "jsonl")
     assert code == 0
-    recs = [json.loads(l) for l in out.splitlines()]
+    recs = [json.loads(ln) for ln in out.splitlines()]
     assert recs and all(r["type"] == "timing" for r in recs)
     assert all({"conn", "protocol", "transaction", "stages", "total_s", "slowest"} <= set(r)
                for r in recs)
     code, out = timing_cmd(PCAPS / "ftp-passive.pcap", "--format", "jsonl", "--slowest", "2")
-    top = [json.loads(l) for l in out.splitlines()]
+    top = [json.loads(ln) for ln in out.splitlines()]
     assert len(top) == 2
     assert [r["total_s"] for r in top] == sorted((r["total_s"] for r in recs), reverse=True)[:2]
     # no password in any output

@@ -337,22 +337,24 @@ def _starttls(conns_recs) -> list:
             later = [r for r in recs if r.get("type") == "smtp" and r.get("command")
                      and offered and r.get("request_frame", 0) > offered[0].get("request_frame", 0)]
             if offered and not used and later:
+                cmds = ", ".join(sorted({r["command"] for r in later}))
                 out.append(_finding("medium", "starttls-not-used", cid,
                                     offered[0].get("frames"), "smtp",
                                     "server offered STARTTLS in its EHLO reply; the client went "
-                                    f"on in cleartext ({', '.join(sorted({r['command'] for r in later}))})"))
+                                    f"on in cleartext ({cmds})"))
         if "imap" in types or "imap-session" in types:
             caps = " ".join(str(x) for r in recs for x in (
                 r.get("greeting"), r.get("capabilities"), r.get("status_text")) if x).upper()
             used = any((r.get("command") or "").upper() == "STARTTLS" for r in recs)
             if re.search(r"\bSTARTTLS\b", caps) and not used and \
                     any(r.get("type") == "imap" and r.get("command") for r in recs):
-                fr = [f for r in recs if r.get("type") == "imap-session" for f in r.get("frames") or []]
+                fr = [f for r in recs if r.get("type") == "imap-session"
+                      for f in r.get("frames") or []]
                 out.append(_finding("medium", "starttls-not-used", cid, fr[:1], "imap",
                                     "server advertised STARTTLS; the client went on in cleartext"))
         if "pop3" in types:
             caps = [r for r in recs if (r.get("command") or "").upper() == "CAPA"
-                    and any(str(l).upper().strip() == "STLS" for l in r.get("capabilities") or
+                    and any(str(x).upper().strip() == "STLS" for x in r.get("capabilities") or
                             r.get("data_lines") or [])]
             used = any((r.get("command") or "").upper() == "STLS" for r in recs)
             if caps and not used:

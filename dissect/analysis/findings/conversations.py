@@ -38,7 +38,8 @@ SERVICE_PORTS = {1433: "mssql", 1883: "mqtt", 2525: "smtp", 3306: "mysql", 3478:
 LONG_LIVED_S = 60.0
 
 USE_BY_PROTOCOL = {
-    "http": "browsing", "http2": "browsing", "grpc": "API (RPC)", "websocket": "chat / real-time messaging",
+    "http": "browsing", "http2": "browsing", "grpc": "API (RPC)",
+    "websocket": "chat / real-time messaging",
     "smtp": "mail (sending)", "imap": "mail (reading)", "pop3": "mail (reading)",
     "ftp": "file transfer (control)", "ftp-data": "file transfer (data)",
     "dns": "name lookup", "stun": "NAT traversal", "rtp": "media streaming (voice/video)",
@@ -242,9 +243,13 @@ def conversation_records(result, frames=None) -> list[dict]:
         rel, rev = _reliability(conn, recs)
         use, uev = _use(conn, recs, proto)
         transport = "QUIC" if proto == "quic" else str(conn.get("proto", "?")).upper()
-        tev = "QUIC long/short headers on UDP" if proto == "quic" else \
-            f"{transport} ({'SYN handshake' if (conn.get('handshake') or {}).get('syn') else 'no handshake seen'})" \
-            if transport == "TCP" else "UDP datagrams"
+        if proto == "quic":
+            tev = "QUIC long/short headers on UDP"
+        elif transport == "TCP":
+            syn = (conn.get("handshake") or {}).get("syn")
+            tev = f"TCP ({'SYN handshake' if syn else 'no handshake seen'})"
+        else:
+            tev = "UDP datagrams"
         out.append({"type": "conversation", "conn": conn["id"],
                     "client": conn["client"], "server": conn["server"], "protocol": proto,
                     "model": model, "connection": ctype, "transport": transport,
