@@ -33,6 +33,8 @@ MAX_POINTER_HOPS = 64      # more compression pointers than this in one name is 
 MAX_RECORDS = 4096         # records decoded per message; a 64 KiB message holds ~5400 minimum
 MAX_TCP_MESSAGE = 65535    # the TCP length prefix is 16 bits; nothing above that exists
 RETRANSMISSION_TIMER_S = 5.0   # Wireshark's dns.retransmission_timer default (seconds)
+# NetBIOS name/datagram services borrow DNS's wire format for another protocol (tshark: nbns)
+NETBIOS_PORTS = (137, 138)
 MAX_TRANSACTIONS = 65536   # transactions kept per parser before the oldest answered are dropped
 
 TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX",
@@ -322,7 +324,7 @@ class DnsUdpParser(_DnsCore, DatagramParser):
 
     @classmethod
     def probe(cls, payload: bytes, sport: int, dport: int) -> float:
-        if len(payload) < 12:
+        if len(payload) < 12 or sport in NETBIOS_PORTS or dport in NETBIOS_PORTS:
             return 0.0
         try:
             m, notes = parse_message(payload)
