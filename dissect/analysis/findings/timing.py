@@ -433,6 +433,8 @@ def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
             transaction["sni"] = sni
         if n == 0 and hs is not None and hs[3]:
             transaction["syn_retries"] = hs[3]
+        if n == len(pairs) - 1 and len(pairs) >= MAX_EXCHANGES_PER_CONN:
+            transaction["more_exchanges_not_shown"] = True
         out.append(_finish({"type": "timing", "conn": conn.id, "protocol": proto or "tcp",
                             "transaction": transaction, "stages": stages}))
     return out

@@ -264,3 +264,32 @@ def test_http_basic_bearer_cookie_from_header_records():
     assert "carol" in basic_f["detail"] and basic_f["secret"] == "h****2"
     shown = cleartext_findings(_Res(recs), show_secrets=True)
     assert next(f for f in shown if f["kind"] == "cleartext-password")["secret"] == "hunter22"
+
+
+def _script(parser, conn, script):
+    recs = []
+    for n, (d, data) in enumerate(script, 1):
+        recs += parser.feed(d, data, n, float(n))
+    recs += parser.close(float(len(script) + 1))
+    for r in recs:
+        if r.get("conn") is None:
+            r["conn"] = conn
+    return recs
+
+
+def test_imap_authenticate_plain_and_pop3_apop_through_real_parsers():
+    from dissect.analysis.app.pop3 import Pop3Parser
+    tok = base64.b64encode(b"\x00dave\x00imap-secret").decode()
+    recs = _script(ImapParser(1, {}), 1, [
+        (1, b"* OK ready\r\n"), (0, b"a2 AUTHENTICATE PLAIN\r\n"), (1, b"+ \r\n"),
+        (0, (tok + "\r\n").encode()), (1, b"a2 OK done\r\n")])
+    (f,) = cleartext_findings(_Res(recs), show_secrets=True)
+    assert (f["kind"], f["secret"], f["protocol"]) == ("cleartext-password", "imap-secret", "imap")
+    assert "dave" in f["detail"] and 4 in f["frames"]
+    digest = "c4c9334bac560ecc979e58001b3e22fb"
+    recs = _script(Pop3Parser(2, {}), 2, [
+        (1, b"+OK POP3 <1896.697170952@dbc.mtview.ca.us>\r\n"),
+        (0, f"APOP mrose {digest}\r\n".encode()), (1, b"+OK maildrop\r\n")])
+    (f,) = cleartext_findings(_Res(recs))
+    assert (f["kind"], f["severity"]) == ("challenge-response-login", "medium")
+    assert f["secret"] == mask(digest) and digest not in f["detail"]
