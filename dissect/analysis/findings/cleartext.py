@@ -17,7 +17,9 @@ cleartext-password              high      FTP USER/PASS, POP3 USER/PASS, IMAP LO
 anonymous-login                 info      FTP USER anonymous/ftp (the "password" is an e-mail)
 challenge-response-login        medium    POP3 APOP, SMTP/IMAP AUTH CRAM-MD5 (digest open to
                                           offline guessing)
-cleartext-token                 high      HTTP ``Authorization: Bearer`` (and other schemes)
+cleartext-token                 high      HTTP ``Authorization: Bearer`` (and other token
+                                          schemes; NTLM/Negotiate/Digest are
+                                          challenge-response-login, medium)
 cleartext-cookie                medium    ``Cookie``/``Set-Cookie`` over plain HTTP
 cleartext-file-transfer         medium    an FTP data connection (file content in the clear)
 starttls-not-used               medium    server offered STARTTLS (SMTP EHLO 250-STARTTLS,
@@ -295,6 +297,10 @@ def _headers(r) -> list[tuple[str, str]]:
     return out
 
 
+# HTTP authentication schemes that send a challenge response, not a reusable secret
+CHALLENGE_SCHEMES = frozenset({"ntlm", "negotiate", "digest"})
+
+
 def _http(recs, show):
     out = []
     for r in recs:
@@ -310,6 +316,12 @@ def _http(recs, show):
                     out.append(_finding("high", "cleartext-password", r["conn"], r.get("frames"),
                                         "http", f"HTTP Basic {name} for {user!s}: base64 only, "
                                         "password readable", pw or cred, show))
+                elif scheme.lower() in CHALLENGE_SCHEMES:
+                    out.append(_finding("medium", "challenge-response-login", r["conn"],
+                                        r.get("frames"), "http",
+                                        f"HTTP {name} {scheme}: challenge-response over plain "
+                                        "HTTP (open to relay/offline guessing)",
+                                        cred.strip() or None, show))
                 else:
                     out.append(_finding("high", "cleartext-token", r["conn"], r.get("frames"),
                                         "http", f"HTTP {name} {scheme} token over plain HTTP",

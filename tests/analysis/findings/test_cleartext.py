@@ -293,3 +293,25 @@ def test_imap_authenticate_plain_and_pop3_apop_through_real_parsers():
     (f,) = cleartext_findings(_Res(recs))
     assert (f["kind"], f["severity"]) == ("challenge-response-login", "medium")
     assert f["secret"] == mask(digest) and digest not in f["detail"]
+
+
+@needs_tshark
+@pytest.mark.parametrize("rel", ["http1/ntop+nDPI__tests_cfgs_default_pcap_webdav.pcap",
+                                 "http1/zeek+zeek__testing_btest_Traces_http_methods.pcap"])
+def test_http_authorization_and_cookies_agree_with_tshark(rel):
+    path = corpus(rel)
+    res, _ = run(path)
+    if not any(r.get("type") == "http" for r in res.records):
+        pytest.skip("no HTTP records: needs the HTTP parser (dissect.analysis.app.http)")
+    fs = cleartext_findings(res)
+    auth = tshark_fields(path, ["frame.number"], extra=("-Y", "http.authorization"))
+    cookies = tshark_fields(path, ["frame.number", "http.cookie", "http.set_cookie"],
+                            extra=("-Y", "http.cookie || http.set_cookie"))
+    got_auth = [f for f in fs if f["kind"] in ("cleartext-password", "cleartext-token",
+                                              "challenge-response-login")]
+    got_cookie = [f for f in fs if f["kind"] == "cleartext-cookie"]
+    # every header tshark shows is covered by a finding on the record that carried it
+    assert all(any(int(a[0]) in f["frames"] for f in got_auth) for a in auth)
+    assert all(any(int(c[0]) in f["frames"] for f in got_cookie) for c in cookies)
+    assert len(got_auth) >= len(auth) and len(got_cookie) >= len(cookies)
+    assert all(f["secret"] is None or len(f["secret"]) <= 6 for f in got_auth + got_cookie)
