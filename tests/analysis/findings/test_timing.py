@@ -266,3 +266,28 @@ def test_every_timing_record_is_well_formed_on_the_lab_captures():
         for r in recs:
             assert r["type"] == "timing"
             check_shape(r)
+
+
+def test_all_findings_on_every_corpus_capture_are_well_formed():
+    """Bad input (truncated, corrupt, odd link types) never makes findings raise."""
+    from conftest import corpus_files
+
+    from dissect.analysis.findings import cleartext_findings, conversation_records
+    from dissect.errors import DissectError
+    files = corpus_files()
+    if not files:
+        pytest.skip("developers' corpus not present")
+    done = 0
+    for f in files:
+        try:
+            res, table = run(f)
+        except DissectError:
+            continue            # unreadable file: the engine's own error, tested elsewhere
+        for r in timing_records(res, table) + timing_records(res):
+            check_shape(r)
+        for r in cleartext_findings(res):
+            assert r["severity"] in ("high", "medium", "low", "info")
+        convs = conversation_records(res, table)
+        assert len(convs) == len(res.connections)
+        done += 1
+    assert done > 100
