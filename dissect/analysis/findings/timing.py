@@ -340,8 +340,8 @@ def timing_records(result, frames=None) -> list[dict]:
                 if hs[3]:
                     transaction["syn_retries"] = hs[3]
                 if rq0 is None and rs0 is not None:     # a server greeting: wait from ACK
-                    fr = [f for f in (hs[2][-1], rs0[1]) if f]
-                    stages.append(_stage("wait", hs[1], rs0[0], fr))
+                    gfr = [f for f in (hs[2][-1], rs0[1]) if f]
+                    stages.append(_stage("wait", hs[1], rs0[0], gfr))
             stages += _l7_stages(rq0, rq1, rs0, rs1, freq, fresp)
             if i == len(txs) - 1 and td is not None:
                 stages.append(_stage("teardown", td[0], td[1], td[2]))
