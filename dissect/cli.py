@@ -201,6 +201,7 @@ def _mount_optional():
     for mod, name in (("dissect.commands.flows", "flows"), ("dissect.commands.retries", "retries"),
                       ("dissect.commands.timing", "timing"),
                       ("dissect.commands.conversations", "conversations"),
+                      ("dissect.commands.conversations", "cleartext"),
                       ("dissect.commands.cascades", "cascades"),
                       ("dissect.commands.follow", "follow"), ("dissect.commands.expert", "expert"),
                       ("dissect.commands.report", "report"),
