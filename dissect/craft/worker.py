@@ -114,7 +114,8 @@ class TcpClient(Client):
         isn = spec.get("isn")
         if isn is None:
             isn = self.rng.randrange(0, 2**32)
-        self.c = Conn(spec["src"], spec["dst"], spec["sport"], spec["dport"], isn, isn)
+        self.c = Conn(spec["src"], spec["dst"], spec["sport"], spec["dport"], isn, isn,
+                      acked=isn)
         self.request = bytes.fromhex(spec.get("request_hex") or "")
         self.app = spec.get("app") or "raw"
 
