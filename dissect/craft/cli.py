@@ -53,6 +53,10 @@ def _request(app_opts: dict, payload: str | None, payload_hex: str | None, dst: 
         raise click.UsageError(str(e)) from None
 
 
+def _ep(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def _check_out(out: str | None, force: bool) -> None:
     if out is not None and os.path.exists(out) and not force:
         raise RefusedError(f"{out} exists; use --force to overwrite it", protocol="craft")
@@ -143,7 +147,7 @@ def handshake(dst, dport, sport, listen, payload, payload_hex, out, force, offli
         _check_out(out, force)
         c = tcp_exchange(app=app, request=req.data if req else b"", dst=dst, dport=dport,
                          sport=sport, teardown=teardown, seed=seed or 0)
-        head = [f"Crafted offline (nothing sent): TCP {c.src}:{c.sport} → {c.dst}:{c.dport}, "
+        head = [f"Crafted offline (nothing sent): TCP {_ep(c.src, c.sport)} → {_ep(c.dst, c.dport)}, "
                 f"{app if req else 'no payload'}, {teardown.upper()} teardown, seed {seed or 0}",
                 f"  client ISN {c.isn_client}, server ISN {c.isn_server}"]
         _offline_finish(c, out, force, head, brief, colour)
@@ -176,7 +180,7 @@ def udp(dst, dport, sport, listen, payload, payload_hex, out, force, offline, se
             raise click.UsageError("--offline sends nothing, so --listen makes no sense")
         _check_out(out, force)
         c = udp_exchange(payload=req.data, dst=dst, dport=dport, sport=sport, seed=seed or 0)
-        head = [f"Crafted offline (nothing sent): UDP {c.src}:{c.sport} → {c.dst}:{c.dport}, "
+        head = [f"Crafted offline (nothing sent): UDP {_ep(c.src, c.sport)} → {_ep(c.dst, c.dport)}, "
                 f"{len(req.data)} bytes echoed, seed {seed or 0}"]
         _offline_finish(c, out, force, head, brief, colour)
         return
@@ -226,10 +230,10 @@ def _live(proto, dst, dport, sport, app, req, teardown, listen, allow_remote, se
                   allow_remote=allow_remote, seed=seed,
                   command=f"craft {'handshake' if proto == 'tcp' else 'udp'}") as r:
         res, spec = r.result, r.spec
-        what = f"{proto.upper()} {spec['src']}:{spec['sport']} → {dst}:{dport}"
+        what = f"{proto.upper()} {_ep(spec['src'], spec['sport'])} → {_ep(dst, dport)}"
         head = [f"Crafted with Scapy and sent: {what}, in the {r.where}"]
         if r.listener:
-            head.append(f"  listener: {r.listener} on {dst}:{dport}")
+            head.append(f"  listener: {r.listener} on {_ep(dst, dport)}")
         if proto == "tcp" and "isn_server" in res:
             head.append(f"  client ISN {res['isn_client']}, server ISN {res['isn_server']}; the "
                         f"SYN-ACK acknowledged {res['synack_ack']} (client ISN+1 = "

@@ -9,6 +9,7 @@ real and kept. Frames come out as ``(timestamp, bytes)`` with the kernel's recei
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import time
@@ -44,6 +45,9 @@ class Tap:
             raise CraftError(f"{iface!r} is not an interface name", protocol="capture")
         if not _iface_flags(iface) and not _exists(iface):
             raise CraftError(f"no interface named {iface!r}", protocol="capture")
+        # Scapy warns that it cannot guess a class for ARPHRD_LOOPBACK; we never build
+        # Scapy packets from this socket (raw bytes only), so the warning is noise.
+        logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
         try:
             self.sock = L2ListenSocket(iface=iface, filter=bpf, promisc=False)
         except Scapy_Exception as e:
