@@ -39,6 +39,7 @@ from dissect.analysis.app.base import CLIENT, SERVER, StreamParser, anomaly
 from dissect.protocols.base import Layer
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PREFIX_101 = b"HTTP/1.1 101"
 
 # RFC 9113 4.2: SETTINGS_MAX_FRAME_SIZE starts at 2^14 and may be raised to 2^24-1; a frame
 # longer than the receiver advertised is a FRAME_SIZE_ERROR (we note it and carry on).
@@ -244,6 +245,7 @@ class Http2Parser(StreamParser):
         self.window_updates = 0
         self.frames_seen: list = []
         self.closed = False
+        self.server_http1 = None   # server began with an HTTP/1.1 101 (upgrade, request unseen)
 
     # -- hand-over ------------------------------------------------------------------------
     def start_after_upgrade(self, method=None, path=None, authority=None, scheme="http",
@@ -254,12 +256,12 @@ class Http2Parser(StreamParser):
         req = [[":method", method], [":path", path], [":scheme", scheme]]
         if authority is not None:
             req.append([":authority", authority])
-        st.req = [[k, v] for k, v in req if v is not None] + [list(h) for h in (headers or [])]
+        st.req = ([[k, v] for k, v in req if v is not None] + [list(h) for h in headers or []]
+                  if method is not None or path is not None or headers else None)
         st.ended[CLIENT] = True
         st.ts[CLIENT] = ts
         st.first_frame[CLIENT] = frame
         st.note(frame)
-        st.upgraded = True
         ct = _hget(st.req, "content-type") or ""
         if ct.startswith("application/grpc"):
             st.grpc = [_GrpcReader(), _GrpcReader()]
@@ -291,6 +293,24 @@ class Http2Parser(StreamParser):
             self.preface_left -= len(got)
             if self.preface_left:
                 return out
+        if direction == SERVER and self.server_http1 is not False:
+            # the 101 response of an h2c upgrade whose request we did not see
+            if self.server_http1 is None:
+                if len(b.buf) < len(PREFIX_101) and PREFIX_101.startswith(bytes(b.buf)):
+                    return out
+                self.server_http1 = bool(b.buf.startswith(PREFIX_101))
+            if self.server_http1:
+                end = b.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(b.buf) > MAX_HEADER_BLOCK:
+                        out.append(anomaly(self.name, "http2-bad-upgrade-response", frame,
+                                           "no end of the 101 headers", self.conn))
+                        self.stopped[SERVER] = True
+                    return out
+                b.consume(end + 4)
+                self.server_http1 = False
+                if 1 not in self.streams:
+                    self.start_after_upgrade(frame=None, ts=None)
         while not self.stopped[direction] and len(b.buf) >= 9:
             length = int.from_bytes(b.buf[:3], "big")
             if len(b.buf) < 9 + length:
