@@ -56,6 +56,9 @@ MAX_HEADER_LIST = 256 * 1024
 MAX_GRPC_MESSAGES = 64
 # Bytes of each kept gRPC message (hex doubles it in the record).
 MAX_GRPC_MESSAGE_DATA = 64 * 1024
+# HTTP/2 frames listed one by one (pcap frame, direction, type) in the connection record; the
+# counts cover every frame, the list is for tests and drill-down and must stay bounded.
+MAX_FRAME_LOG = 4096
 # Streams tracked at once; more than this open streams is a flood (RFC 9113 default
 # SETTINGS_MAX_CONCURRENT_STREAMS is unlimited, servers use 100-1000).
 MAX_OPEN_STREAMS = 10000
@@ -245,6 +248,7 @@ class Http2Parser(StreamParser):
         self.window_updates = 0
         self.frames_seen: list = []
         self.closed = False
+        self.frame_log: list = []
         self.server_http1 = None   # server began with an HTTP/1.1 101 (upgrade, request unseen)
 
     # -- hand-over ------------------------------------------------------------------------
@@ -335,6 +339,9 @@ class Http2Parser(StreamParser):
 
     def _frame(self, d, ftype, flags, sid, payload, frame, ts, out) -> None:
         self._count(d, ftype)
+        if len(self.frame_log) < MAX_FRAME_LOG:
+            self.frame_log.append([frame, "client" if d == CLIENT else "server",
+                                   FRAME_TYPES.get(ftype, f"UNKNOWN_{ftype}"), sid])
         if frame is not None and frame not in self.frames_seen:
             self.frames_seen.append(frame)
         limit = self.max_frame[1 - d]
@@ -614,6 +621,7 @@ class Http2Parser(StreamParser):
                                      "server": dict(self.counts[SERVER])},
                     "settings": {"client": self.settings[CLIENT],
                                  "server": self.settings[SERVER]},
+                    "frame_log": self.frame_log,
                     "goaway": self.goaway, "window_updates": self.window_updates,
                     "preface_seen": self.preface_left == 0})
         return out
