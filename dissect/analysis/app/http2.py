@@ -113,7 +113,7 @@ def _dir_name(d: int) -> str:
 class _Buf:
     """One direction's unread bytes with the frames that delivered them."""
 
-    __slots__ = ("buf", "base", "chunks")
+    __slots__ = ("base", "buf", "chunks")
 
     def __init__(self):
         self.buf = bytearray()
@@ -140,7 +140,7 @@ class _Buf:
 class _GrpcReader:
     """Length-prefixed gRPC messages (1 byte compressed flag, 4 bytes length) in DATA."""
 
-    __slots__ = ("head", "left", "cur", "count", "bytes")
+    __slots__ = ("bytes", "count", "cur", "head", "left")
 
     def __init__(self):
         self.head = bytearray()

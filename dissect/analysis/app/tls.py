@@ -145,7 +145,7 @@ class TlsParseError(ValueError):
 
 
 class _Reader:
-    __slots__ = ("b", "i", "end")
+    __slots__ = ("b", "end", "i")
 
     def __init__(self, b: bytes, i: int = 0, end: int | None = None):
         self.b, self.i, self.end = b, i, len(b) if end is None else end
@@ -274,7 +274,7 @@ def _cn(name) -> str | None:
         from cryptography.x509.oid import NameOID
         attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
         return str(attrs[0].value) if attrs else None
-    except Exception:
+    except (ValueError, TypeError, AttributeError):   # malformed name inside a parsed cert
         return None
 
 
@@ -287,7 +287,7 @@ def describe_certificate(der: bytes) -> dict:
         return out
     try:
         cert = x509.load_der_x509_certificate(der)
-    except Exception:
+    except ValueError:      # what cryptography raises for DER it cannot parse
         out["parse_error"] = True
         return out
     out["subject_cn"] = _cn(cert.subject)
@@ -309,8 +309,19 @@ def parse_certificate(body: bytes) -> list[bytes]:
 class _Side:
     """One direction: unread record bytes with the frames that delivered them."""
 
-    __slots__ = ("buf", "base", "chunks", "hs", "hs_frames", "encrypted", "stopped",
-                 "ccs_frame", "finished_frame", "appdata_frames", "sslv2")
+    __slots__ = (
+        "appdata_frames",
+        "base",
+        "buf",
+        "ccs_frame",
+        "chunks",
+        "encrypted",
+        "finished_frame",
+        "hs",
+        "hs_frames",
+        "sslv2",
+        "stopped",
+    )
 
     def __init__(self):
         self.buf = bytearray()

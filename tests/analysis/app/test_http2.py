@@ -18,7 +18,13 @@ from corpus_flows import cut_strategy, run_script
 
 from dissect.analysis.app import http2
 from dissect.analysis.app.base import CLIENT, SERVER
-from tests.conftest import PCAPS, corpus_params, needs_tshark, tshark_fields, tshark_json
+from tests.conftest import (
+    PCAPS,
+    corpus_params,
+    needs_tshark,
+    tshark_fields,
+    tshark_json,
+)
 
 
 def frame(ftype, flags, sid, payload):

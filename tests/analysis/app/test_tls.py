@@ -19,7 +19,6 @@ from dissect.analysis.app import tls
 from dissect.analysis.app.base import CLIENT, SERVER
 from tests.conftest import CORPUS, PCAPS, corpus_params, needs_tshark, tshark_fields
 
-
 # -- synthetic handshakes ------------------------------------------------------------------
 
 def _vec(width, b):
