@@ -61,10 +61,31 @@ _STATUS_LINE = re.compile(rb"^(HTTP/[01]\.\d) +(\d{3})(?: (.*))?$")
 _HEADER = re.compile(rb"^(" + _TOKEN + rb")[ \t]*:[ \t]*(.*?)[ \t]*$")
 _CHUNK = re.compile(rb"^[ \t]*([0-9A-Fa-f]+)[ \t]*(;.*)?$")
 
-METHODS = frozenset([b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS",
-                     b"TRACE", b"PATCH", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY",
-                     b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH", b"REPORT", b"MKCALENDAR",
-                     b"SUBSCRIBE", b"NOTIFY", b"M-SEARCH", b"PURGE"])
+# Methods known without a well-formed request line: the list Wireshark's HTTP dissector
+# recognises (RFC 9110, WebDAV, CalDAV, DeltaV, SSDP, Cisco CCM, MS RPC over HTTP). A line
+# starting with one of them and a space is read as a request even when the rest is irregular
+# (no version, a bad version), with an anomaly, as Wireshark does.
+METHODS = frozenset(b"""GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH
+    MKCOL COPY MOVE LOCK UNLOCK SEARCH REPORT CHECKIN CHECKOUT MERGE LABEL UPDATE
+    VERSION-CONTROL MKWORKSPACE MKACTIVITY BASELINE-CONTROL UNCHECKOUT ORDERPATCH ACL BIND
+    UNBIND REBIND MKCALENDAR SUBSCRIBE UNSUBSCRIBE NOTIFY POLL BPROPFIND BPROPPATCH BCOPY
+    BDELETE BMOVE M-SEARCH CCM_POST CCM_GET RPC_CONNECT RPC_IN_DATA RPC_OUT_DATA PURGE""".split())
+_LOOSE_REQUEST_LINE = re.compile(rb"^(" + _TOKEN + rb")(?: (\S*)(?: +(.*?))?)? *$")
+
+
+def _request_line(line: bytes):
+    """(method, target, version, strict) of a request line, or None."""
+    m = _REQUEST_LINE.match(line)
+    if m:
+        return m.group(1), m.group(2), m.group(3), True
+    m = _LOOSE_REQUEST_LINE.match(line)
+    if m and m.group(1) in METHODS:
+        v = m.group(3)
+        if v and not v.startswith(b"HTTP/"):
+            return None          # RTSP/1.0, SIP/2.0...: another protocol's request line
+        return m.group(1), m.group(2) or b"", v if v and v.startswith(b"HTTP/") else None, False
+    return None
+
 
 # client/server reader states
 START, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, RESYNC, \
@@ -162,9 +183,9 @@ class HttpParser(StreamParser):
         score = 0.0
         if client_head:
             line = client_head.split(b"\n", 1)[0].rstrip(b"\r")
-            m = _REQUEST_LINE.match(line)
-            if m:
-                score = 0.95
+            rl = _request_line(line)
+            if rl:
+                score = 0.95 if rl[3] else 0.85
             else:
                 method = line.split(b" ", 1)[0]
                 if method in METHODS and b" " in line and len(line) >= len(client_head) - 1:
@@ -327,7 +348,7 @@ class HttpParser(StreamParser):
         line, frames, t0, _t1, too_long = item
         if st == RESYNC:
             s.resync_bytes += len(line) + 1
-            if not too_long and (_REQUEST_LINE.match(line) if direction == CLIENT
+            if not too_long and (_request_line(line) if direction == CLIENT
                                  else _STATUS_LINE.match(line)):
                 s.state = START
                 s.resync_bytes = 0
@@ -395,17 +416,19 @@ class HttpParser(StreamParser):
     def _start_line(self, direction, line, frames, ts) -> list[dict]:
         s = self.sides[direction]
         if direction == CLIENT:
-            mm = _REQUEST_LINE.match(line)
-            if not mm:
+            rl = _request_line(line)
+            if rl is None:
                 s.state = RESYNC
                 s.resync_bytes = len(line) + 1
                 return [anomaly(self.name, "http-bad-request-line", frames[0],
                                 repr(line[:64]), self.conn)]
+            out = [] if rl[3] else [anomaly(self.name, "http-irregular-request-line", frames[0],
+                                            repr(line[:64]), self.conn)]
             m = _Msg(frames, ts)
             m.start = line
-            m.method = mm.group(1).decode("latin-1")
-            m.target = mm.group(2).decode("latin-1")
-            m.version = mm.group(3).decode("latin-1")
+            m.method = rl[0].decode("latin-1")
+            m.target = rl[1].decode("latin-1")
+            m.version = rl[2].decode("latin-1") if rl[2] else None
             m.sha = hashlib.sha256()
         else:
             mm = _STATUS_LINE.match(line)
@@ -419,10 +442,11 @@ class HttpParser(StreamParser):
             m.version = mm.group(1).decode("latin-1")
             m.status = int(mm.group(2))
             m.reason = (mm.group(3) or b"").decode("latin-1")
+            out = []
         m.header_bytes = len(line) + 2
         s.msg = m
         s.state = HEADERS
-        return []
+        return out
 
     def _header_line(self, direction, line, frames) -> list[dict]:
         m = self.sides[direction].msg
@@ -716,15 +740,16 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
     if nl < 0:
         return [layer]
     pos = nl + 1
+    ended = False
     while pos < len(data):
         e = data.find(b"\n", pos)
         if e < 0:
-            layer.anomalies.append("http-headers-continue-in-next-segment")
             break
         line = data[pos:e]
         ln = len(line) - 1 if line.endswith(b"\r") else len(line)
         line = line[:ln]
         if not line:
+            ended = True
             pos = e + 1
             if pos < len(data):
                 layer.add("http.file_data", data[pos:], offset + pos, len(data) - pos,
@@ -739,6 +764,8 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
             layer.add("http.header_line", line.decode("latin-1"), offset + pos, ln)
             layer.anomalies.append("http-bad-header-line")
         pos = e + 1
+    if not ended:
+        layer.anomalies.append("http-headers-continue-in-next-segment")
     return [layer]
 
 
