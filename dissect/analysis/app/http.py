@@ -135,9 +135,27 @@ def retry_after_seconds(value: str | None, date: str | None, ts: float | None):
 class _Msg:
     """One request or response being read."""
 
-    __slots__ = ("start", "method", "target", "version", "status", "reason", "headers",
-                 "frames", "ts", "body_len", "sha", "gaps", "trailers", "header_bytes",
-                 "complete", "te", "informational", "broken")
+    __slots__ = (
+        "body_len",
+        "broken",
+        "complete",
+        "frames",
+        "gaps",
+        "header_bytes",
+        "headers",
+        "informational",
+        "method",
+        "queued",
+        "reason",
+        "sha",
+        "start",
+        "status",
+        "target",
+        "te",
+        "trailers",
+        "ts",
+        "version",
+    )
 
     def __init__(self, frames, ts):
         self.start = None
@@ -154,17 +172,17 @@ class _Msg:
         self.te = None
         self.informational: list[int] = []
         self.broken = False
+        self.queued = False          # already in the transaction queue
 
     def add_frames(self, frames):
         fr = self.frames
         for f in frames:
-            if not fr or fr[-1] != f:
-                if f not in fr[-8:]:
-                    fr.append(f)
+            if f not in fr[-8:]:
+                fr.append(f)
 
 
 class _Side:
-    __slots__ = ("stream", "state", "msg", "left", "resync_bytes")
+    __slots__ = ("left", "msg", "resync_bytes", "state", "stream")
 
     def __init__(self):
         self.stream = TextStream(MAX_START_LINE)
@@ -290,7 +308,7 @@ class HttpParser(StreamParser):
     def _sub(self, method, *args) -> list[dict]:
         try:
             return getattr(self.upgraded, method)(*args) or []
-        except Exception as e:  # the handed-over parser's failure stays its own
+        except Exception as e:  # noqa: BLE001 - the handed-over parser's failure stays its own
             self.upgraded = _Stopped()
             return [anomaly(self.upgraded_name or "?", "parser-error", None,
                             f"{type(e).__name__}: {e}"[:300], self.conn)]
@@ -539,6 +557,7 @@ class HttpParser(StreamParser):
             t[1].complete = True
             t[1].broken = True
             self.answered += 1
+        m.queued = True
         self.txns.append([m, None])
 
     def _request_for_response(self):
@@ -560,6 +579,7 @@ class HttpParser(StreamParser):
             req.broken = True
 
     def _attach_response(self, m) -> None:
+        m.queued = True
         if self.answered < len(self.txns):
             self.txns[self.answered][1] = m
         else:
@@ -577,14 +597,17 @@ class HttpParser(StreamParser):
         if m is None:
             return out
         m.complete = True
-        if direction == CLIENT and not any(t[0] is m for t in self.txns):
-            self._add_request(m, out)
-        if direction == SERVER and not any(t[1] is m for t in self.txns):
-            self._attach_response(m)
+        if not m.queued:
+            if direction == CLIENT:
+                self._add_request(m, out)
+            else:
+                self._attach_response(m)
         s.msg = None
         if s.state not in (RESYNC, DONE):
             s.state = START
-        if direction == CLIENT and not m.broken and (
+        answered = (self.txns and self.txns[-1][0] is m and self.txns[-1][1] is not None
+                    and self.txns[-1][1].complete)
+        if direction == CLIENT and not m.broken and not answered and (
                 m.method == "CONNECT" or _h(m.headers, "upgrade") is not None):
             s.state = HELD      # what follows belongs to the new protocol if the server agrees
         if direction == SERVER and m.status == 101 and not m.broken:
@@ -598,10 +621,10 @@ class HttpParser(StreamParser):
 
     def _release_client(self, resp) -> None:
         c = self.sides[CLIENT]
-        if c.state == HELD:
-            # the answer to the held request (the newest one) ends the wait
-            if self.txns and self.txns[-1][1] is resp or self.answered >= len(self.txns):
-                c.state = START
+        # the answer to the held request (the newest one) ends the wait
+        if c.state == HELD and ((self.txns and self.txns[-1][1] is resp)
+                                or self.answered >= len(self.txns)):
+            c.state = START
 
     def _flush(self, final: bool = False) -> list[dict]:
         out = []
@@ -677,7 +700,7 @@ class HttpParser(StreamParser):
                 self.upgraded_name = "http2"
             except (ImportError, StopIteration):
                 sub = None
-            except Exception as e:   # the other module's constructor failing stays contained
+            except Exception as e:  # noqa: BLE001 - the other module's constructor failing stays contained
                 out.append(anomaly("http2", "parser-error", resp.frames[0],
                                    f"{type(e).__name__}: {e}"[:300], self.conn))
                 sub = None

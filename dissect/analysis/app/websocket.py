@@ -88,7 +88,7 @@ def unmask(data: bytes, key: bytes | None, start: int = 0) -> bytes:
 class _Direction:
     """One direction's frame reader state."""
 
-    __slots__ = ("stream", "frame", "left", "read", "head", "stopped", "message", "gaps")
+    __slots__ = ("frame", "gaps", "head", "left", "message", "read", "stopped", "stream")
 
     def __init__(self):
         self.stream = TextStream()

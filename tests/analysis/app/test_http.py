@@ -23,24 +23,24 @@ from tests.conftest import CORPUS, PCAPS, corpus_params, needs_tshark, tshark_fi
 SCRIPT = [
     # keep-alive: a GET, then three pipelined requests (HEAD, chunked POST, 100-continue PUT)
     (CLIENT, b"GET /a?x=1 HTTP/1.1\r\nHost: h.example\r\nUser-Agent: t\r\n\r\n", 1, 10.0),
-    (SERVER, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
-             b"Content-Length: 5\r\n\r\nhello", 2, 10.25),
-    (CLIENT, b"HEAD /b HTTP/1.1\r\nHost: h.example\r\n\r\n"
+    (SERVER, (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
+             b"Content-Length: 5\r\n\r\nhello"), 2, 10.25),
+    (CLIENT, (b"HEAD /b HTTP/1.1\r\nHost: h.example\r\n\r\n"
              b"POST /c HTTP/1.1\r\nHost: h.example\r\nIdempotency-Key: k-1\r\n"
              b"Transfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n2\r\nef\r\n0\r\nX-Sum: 6\r\n\r\n"
              b"PUT /d HTTP/1.1\r\nHost: h.example\r\nExpect: 100-continue\r\n"
-             b"X-Idempotency-Key: k-2\r\nContent-Length: 3\r\n\r\n", 3, 11.0),
-    (SERVER, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"       # HEAD: no body
+             b"X-Idempotency-Key: k-2\r\nContent-Length: 3\r\n\r\n"), 3, 11.0),
+    (SERVER, (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"       # HEAD: no body
              b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nTransfer-Encoding: chunked\r\n\r\n"
              b"3\r\nno!\r\n0\r\n\r\n"
-             b"HTTP/1.1 100 Continue\r\n\r\n", 4, 11.5),
+             b"HTTP/1.1 100 Continue\r\n\r\n"), 4, 11.5),
     (CLIENT, b"xyz", 5, 11.6),
     (SERVER, b"HTTP/1.1 204 No Content\r\n\r\n", 6, 11.7),
     # conditional GET answered 304 (no body despite Content-Length), then a close-delimited body
     (CLIENT, b"GET /e HTTP/1.1\r\nIf-None-Match: \"1\"\r\n\r\nGET /f HTTP/1.0\r\n\r\n", 7, 12.0),
-    (SERVER, b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n"
+    (SERVER, (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n"
              b"HTTP/1.0 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-             b"Retry-After: Sun, 06 Nov 1994 08:50:37 GMT\r\n\r\nuntil the end", 8, 12.5),
+             b"Retry-After: Sun, 06 Nov 1994 08:50:37 GMT\r\n\r\nuntil the end"), 8, 12.5),
 ]
 
 
@@ -63,7 +63,7 @@ def test_keepalive_pipelining_and_every_body_kind():
 
 
 def test_headers_kept_as_ordered_pairs_and_derived_fields():
-    a, head, post, put, e, f = _http(_records())
+    a, _head, post, put, _e, f = _http(_records())
     assert a["request_headers"] == [["Host", "h.example"], ["User-Agent", "t"]]
     assert a["host"] == "h.example" and a["version"] == "HTTP/1.1" and a["reason"] == "OK"
     assert a["content_type"] == "text/plain" and a["content_encoding"] == "gzip"
@@ -145,8 +145,8 @@ UPGRADE = [
     (CLIENT, b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
              + _masked(0x81, b"early"), 1, 1.0),      # client frame sent right after the request
-    (SERVER, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x05early", 2, 1.1),
+    (SERVER, (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x05early"), 2, 1.1),
     (CLIENT, _masked(0x88, b"\x03\xe8bye"), 3, 1.2),
 ]
 
@@ -181,10 +181,10 @@ def test_upgrade_refused_keeps_http():
 
 
 def test_h2c_upgrade_record_then_hand_over_or_stop():
-    script = [(CLIENT, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                       b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", 1, 0.0),
-              (SERVER, b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                       b"Upgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00", 2, 0.1),
+    script = [(CLIENT, (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                       b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"), 1, 0.0),
+              (SERVER, (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                       b"Upgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"), 2, 0.1),
               (CLIENT, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
                3, 0.2)]
     recs = _records(script)
@@ -340,8 +340,8 @@ def test_gap_in_headers_is_an_anomaly_then_resync():
 
 
 def test_te_and_content_length_is_flagged():
-    recs = _records([(CLIENT, b"POST / HTTP/1.1\r\nContent-Length: 3\r\n"
-                              b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n", 1, 0.0)])
+    recs = _records([(CLIENT, (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"), 1, 0.0)])
     assert _anomalies(recs) == ["http-te-and-content-length"]
     assert _http(recs)[0]["request_body_len"] == 1
 
