@@ -147,8 +147,9 @@ def handshake(dst, dport, sport, listen, payload, payload_hex, out, force, offli
         _check_out(out, force)
         c = tcp_exchange(app=app, request=req.data if req else b"", dst=dst, dport=dport,
                          sport=sport, teardown=teardown, seed=seed or 0)
-        head = [f"Crafted offline (nothing sent): TCP {_ep(c.src, c.sport)} → {_ep(c.dst, c.dport)}, "
-                f"{app if req else 'no payload'}, {teardown.upper()} teardown, seed {seed or 0}",
+        head = [(f"Crafted offline (nothing sent): TCP {_ep(c.src, c.sport)} → "
+                 f"{_ep(c.dst, c.dport)}, {app if req else 'no payload'}, "
+                 f"{teardown.upper()} teardown, seed {seed or 0}"),
                 f"  client ISN {c.isn_client}, server ISN {c.isn_server}"]
         _offline_finish(c, out, force, head, brief, colour)
         return
@@ -180,8 +181,8 @@ def udp(dst, dport, sport, listen, payload, payload_hex, out, force, offline, se
             raise click.UsageError("--offline sends nothing, so --listen makes no sense")
         _check_out(out, force)
         c = udp_exchange(payload=req.data, dst=dst, dport=dport, sport=sport, seed=seed or 0)
-        head = [f"Crafted offline (nothing sent): UDP {_ep(c.src, c.sport)} → {_ep(c.dst, c.dport)}, "
-                f"{len(req.data)} bytes echoed, seed {seed or 0}"]
+        head = [(f"Crafted offline (nothing sent): UDP {_ep(c.src, c.sport)} → "
+                 f"{_ep(c.dst, c.dport)}, {len(req.data)} bytes echoed, seed {seed or 0}")]
         _offline_finish(c, out, force, head, brief, colour)
         return
     if dport is None:

@@ -164,7 +164,7 @@ def answer_complete(app: str, data: bytes, expected: int = 0, request: bytes = b
             return False
         if request.startswith(b"HEAD "):
             return True
-        m = re.search(rb"\r\ncontent-length:\s*(\d+)", data[:end + 2], re.I)
+        m = re.search(rb"\r\ncontent-length:\s*(\d+)", data[:end + 2], re.IGNORECASE)
         if m is None:
             return True
         return len(data) >= end + 4 + int(m.group(1))

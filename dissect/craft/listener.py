@@ -21,8 +21,14 @@ import socketserver
 import sys
 import time
 
-from dissect.craft.dialogue import (MAX_READ_BYTES, SERVER_NAME, banner, closes_after,
-                                    command_answer, http_answer)
+from dissect.craft.dialogue import (
+    MAX_READ_BYTES,
+    SERVER_NAME,
+    banner,
+    closes_after,
+    command_answer,
+    http_answer,
+)
 
 # A connection idle this long is closed by the listener (our client never waits this long).
 IDLE_TIMEOUT_S = 30.0

@@ -39,10 +39,18 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import dissect
-from dissect.craft.safety import (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN, CraftError,
-                                  check_destination, require_caps, require_tool)
+from dissect.craft.safety import (
+    CAP_NET_ADMIN,
+    CAP_NET_RAW,
+    CAP_SYS_ADMIN,
+    CraftError,
+    check_destination,
+    require_caps,
+    require_tool,
+)
 from dissect.errors import RefusedError
 
 NS_PREFIX = "dcraft-"
@@ -75,7 +83,7 @@ def _env() -> dict:
 def _run(argv: list[str], input_text: str | None = None) -> str:
     try:
         p = subprocess.run(argv, input=input_text, capture_output=True, text=True,
-                           timeout=COMMAND_TIMEOUT_S)
+                           timeout=COMMAND_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise CraftError(f"`{' '.join(argv)}` did not finish in {COMMAND_TIMEOUT_S:.0f} s",
                          protocol="craft") from None
@@ -130,10 +138,10 @@ def craft_nft_tables() -> list[str]:
     nft = shutil.which("nft") or "/usr/sbin/nft"
     try:
         out = subprocess.run([nft, "list", "tables"], capture_output=True, text=True,
-                             timeout=COMMAND_TIMEOUT_S).stdout
+                             timeout=COMMAND_TIMEOUT_S, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return re.findall(rf"^table inet ({NFT_PREFIX}\w+)$", out, re.M)
+    return re.findall(rf"^table inet ({NFT_PREFIX}\w+)$", out, re.MULTILINE)
 
 
 def remove_stale() -> list[str]:
@@ -156,7 +164,7 @@ def remove_stale() -> list[str]:
 def _delete_namespace(name: str) -> None:
     try:
         pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S).stdout.split()
+                              timeout=COMMAND_TIMEOUT_S, check=False).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
         pids = []
     for pid in pids:
@@ -167,6 +175,18 @@ def _delete_namespace(name: str) -> None:
 
 
 _CLEANUPS: dict[int, callable] = {}
+
+
+@contextlib.contextmanager
+def _shielded():
+    """Hold SIGINT/SIGTERM while cleaning up (a second Ctrl-C must not cut a cleanup
+    short); a signal that arrives meanwhile is delivered right after."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @atexit.register
@@ -187,11 +207,13 @@ class Namespace:
         self.children: list[subprocess.Popen] = []
         self.created = False
 
-    def __enter__(self) -> "Namespace":
-        _run(["ip", "netns", "add", self.name])
+    def __enter__(self) -> Self:
+        # Marked created (and registered for cleanup) before the command runs: an
+        # interrupt landing while `ip netns add` returns must still delete it.
         self.created = True
         _CLEANUPS[id(self)] = self.close
         try:
+            _run(["ip", "netns", "add", self.name])
             self.run(["ip", "link", "set", "lo", "up"])
             self.run(["ip", "link", "set", "lo", "mtu", str(self.mtu), "gso_max_size",
                       str(self.mtu), "gso_max_segs", "1"])
@@ -216,13 +238,14 @@ class Namespace:
         return p
 
     def close(self) -> None:
-        for p in reversed(self.children):
-            kill(p)
-        self.children.clear()
-        if self.created:
-            _delete_namespace(self.name)
-            self.created = False
-        _CLEANUPS.pop(id(self), None)
+        with _shielded():
+            for p in reversed(self.children):
+                kill(p)
+            self.children.clear()
+            if self.created:
+                _delete_namespace(self.name)
+                self.created = False
+            _CLEANUPS.pop(id(self), None)
 
 
 class HostTable:
@@ -233,21 +256,26 @@ class HostTable:
         self.rule = rule
         self.added = False
 
-    def __enter__(self) -> "HostTable":
+    def __enter__(self) -> Self:
+        self.added = True          # before the command: see Namespace.__enter__
         _CLEANUPS[id(self)] = self.close
-        _run(["nft", "-f", "-"], nft_ruleset(self.name, self.rule))
-        self.added = True
+        try:
+            _run(["nft", "-f", "-"], nft_ruleset(self.name, self.rule))
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        if self.added:
-            with contextlib.suppress(CraftError):
-                _run(["nft", "delete", "table", "inet", self.name])
-            self.added = False
-        _CLEANUPS.pop(id(self), None)
+        with _shielded():
+            if self.added:
+                with contextlib.suppress(CraftError):
+                    _run(["nft", "delete", "table", "inet", self.name])
+                self.added = False
+            _CLEANUPS.pop(id(self), None)
 
 
 def kill(p: subprocess.Popen, grace: float = 3.0) -> None:

@@ -35,12 +35,12 @@ def ns():
         yield name
     finally:
         for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                  text=True).stdout.split():
+                                  text=True, check=False).stdout.split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        subprocess.run(["ip", "netns", "del", name])
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _env():

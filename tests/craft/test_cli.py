@@ -19,7 +19,7 @@ def test_offline_handshake_shows_layers_and_ladder_and_writes(cli, tmp_path):
     assert f"Wrote {out} (" in so
     frames = list(read_frames(str(out)))
     assert len(frames) == so.count("\nFrame ") + so.startswith("Frame ")
-    rc2, so2, _ = cli("craft", "handshake", "--offline", "--ftp", "USER anonymous", "--seed",
+    rc2, _so2, _ = cli("craft", "handshake", "--offline", "--ftp", "USER anonymous", "--seed",
                       "3", "-w", out, "--force")
     assert rc2 == 0 and [f.data for f in read_frames(str(out))] == [f.data for f in frames]
 

@@ -20,7 +20,7 @@ from dissect.errors import ExitCode
 from tests.conftest import needs_root, needs_tshark, run_dissect, tshark_fields
 
 pytestmark = [needs_root, needs_tshark,
-              pytest.mark.skipif(subprocess.run(["which", "nft"], capture_output=True).returncode,
+              pytest.mark.skipif(subprocess.run(["which", "nft"], capture_output=True, check=False).returncode,
                                  reason="nft (nftables) is not installed")]
 
 FIELDS = ["tcp.srcport", "tcp.flags.str", "tcp.seq_raw", "tcp.ack_raw", "tcp.len",
@@ -28,9 +28,9 @@ FIELDS = ["tcp.srcport", "tcp.flags.str", "tcp.seq_raw", "tcp.ack_raw", "tcp.len
 
 
 def _leftovers(ns: str | None = None) -> tuple[list[str], str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     pre = ["ip", "netns", "exec", ns] if ns else []
-    tables = subprocess.run(pre + ["nft", "list", "tables"], capture_output=True, text=True).stdout
+    tables = subprocess.run(pre + ["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
     return [n for n in names.split() if n.startswith("dcraft-")], tables
 
 
@@ -148,12 +148,12 @@ def test_ns():
                 p.kill()
                 p.wait()
         for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                  text=True).stdout.split():
+                                  text=True, check=False).stdout.split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        subprocess.run(["ip", "netns", "del", name])
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _in_ns(ns, *args, **kw):
@@ -234,5 +234,38 @@ def test_interrupt_removes_the_temporary_table(tmp_path, test_ns):
     _so, se = p.communicate(timeout=30)
     assert p.returncode == 130, se
     assert "dissect_craft" not in _leftovers(ns)[1]
-    left = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    left = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout.split()
     assert sorted(map(int, left)) == sorted(q.pid for q in procs if q.poll() is None)
+
+
+def test_interrupt_right_after_netns_add_still_deletes_it(monkeypatch):
+    from dissect.craft import live
+    real = live._run
+
+    def run_then_interrupt(argv, input_text=None):
+        out = real(argv, input_text)
+        if argv[:3] == ["ip", "netns", "add"]:
+            raise KeyboardInterrupt("SIGINT")
+        return out
+    monkeypatch.setattr(live, "_run", run_then_interrupt)
+    ns = live.Namespace()
+    with pytest.raises(KeyboardInterrupt):
+        ns.__enter__()
+    assert ns.name not in _leftovers()[0]
+
+
+def test_interrupt_right_after_nft_add_still_deletes_the_table(monkeypatch, test_ns):
+    from dissect.craft import live
+    ns, _procs = test_ns
+    real = live._run
+
+    def in_ns(argv, input_text=None):
+        out = real(["ip", "netns", "exec", ns, *argv], input_text)
+        if argv[:2] == ["nft", "-f"]:
+            raise KeyboardInterrupt("SIGINT")
+        return out
+    monkeypatch.setattr(live, "_run", in_ns)
+    with pytest.raises(KeyboardInterrupt), \
+            live.HostTable(live.rst_rule("127.0.0.1", 40000, "127.0.0.1", 80)):
+        pass
+    assert "dissect_craft" not in _leftovers(ns)[1]
