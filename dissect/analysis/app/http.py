@@ -611,8 +611,9 @@ class HttpParser(StreamParser):
                 m.method == "CONNECT" or _h(m.headers, "upgrade") is not None):
             s.state = HELD      # what follows belongs to the new protocol if the server agrees
         if direction == SERVER and m.status == 101 and not m.broken:
+            req = next((t[0] for t in self.txns if t[1] is m), None)
             out += self._flush()
-            out += self._switch(m)
+            out += self._switch(m, req)
             return out
         if direction == SERVER:
             self._release_client(m)
@@ -686,7 +687,7 @@ class HttpParser(StreamParser):
         return rec
 
     # ---------------------------------------------------------------- upgrades
-    def _switch(self, resp: _Msg) -> list[dict]:
+    def _switch(self, resp: _Msg, req: _Msg | None) -> list[dict]:
         proto = (_h(resp.headers, "upgrade") or "").strip().lower()
         out: list[dict] = []
         sub = None
@@ -698,6 +699,15 @@ class HttpParser(StreamParser):
                 cls = next(c for c in getattr(mod, "PARSERS", ()) if c.name == "http2")
                 sub = cls(conn=self.conn, meta=self.meta)
                 self.upgraded_name = "http2"
+                start = getattr(sub, "start_after_upgrade", None)
+                if start is not None:
+                    # RFC 9113 3.2 (RFC 7540 3.2): the upgraded request is stream 1
+                    rq = req if req is not None and req.start is not None else None
+                    start(method=rq.method if rq else None, path=rq.target if rq else None,
+                          authority=_h(rq.headers, "host") if rq else None,
+                          headers=[[k.lower(), v] for k, v in rq.headers] if rq else None,
+                          frame=rq.frames[0] if rq and rq.frames else None,
+                          ts=rq.ts if rq else None)
             except (ImportError, StopIteration):
                 sub = None
             except Exception as e:  # noqa: BLE001 - the other module's constructor failing stays contained

@@ -553,3 +553,17 @@ def test_lab_captures_agree_with_tshark(name):
     ours_req, ours_st, _j = _ours(_engine(pcap))
     t_req, t_st = _theirs(pcap)
     assert ours_req == t_req and ours_st == t_st
+
+
+def test_h2c_upgrade_hands_over_to_http2_on_a_real_capture():
+    pytest.importorskip("dissect.analysis.app.http2", reason="no HTTP/2 parser to hand over to")
+    path = CORPUS / "http2_grpc/OISF+suricata-verify__tests_http2-deflate_http2_deflate.pcap"
+    if not path.exists():
+        pytest.skip(f"corpus file absent: {path}")
+    recs = _engine(path).records
+    (h,) = _http(recs)
+    assert (h["method"], h["target"], h["status"], h["upgrade"]) == ("GET", "/", 101, "h2c")
+    # the upgraded request continues as HTTP/2 stream 1 (RFC 7540 3.2), answered 200 there
+    s1 = [r for r in recs if r["type"] == "http2" and r["stream_id"] == 1]
+    assert [(r["method"], r["path"], r["status"]) for r in s1] == [("GET", "/", 200)]
+    assert h["conn"] == s1[0]["conn"]

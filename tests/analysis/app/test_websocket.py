@@ -303,3 +303,16 @@ def test_lab_echo_against_ground_truth():
     assert all(f["masked"] == (f["direction"] == "client") for f in frames)
     assert not [r for r in recs if r["type"] == "anomaly" and r["protocol"] in ("http",
                                                                                   "websocket")]
+
+
+def test_dispatcher_picks_websocket_without_a_handshake():
+    from dissect.analysis.app.dispatch import AppDispatcher
+    d = AppDispatcher()
+    meta = {"client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 9001), "proto": "tcp"}
+    d.on_stream(7, meta, CLIENT, "data", frame(1, b"hello", masked=True), 1, 0.0)
+    d.on_stream(7, meta, SERVER, "data", frame(1, b"hello"), 2, 0.1)
+    d.on_stream(7, meta, CLIENT, "data", frame(8, b"\x03\xe8", masked=True), 3, 0.2)
+    recs = d.finish()
+    assert d.protocols[7] == "websocket"
+    assert [(r["direction"], r["opcode_name"]) for r in recs if r["type"] == "websocket"] == [
+        ("client", "text"), ("server", "text"), ("client", "close")]
