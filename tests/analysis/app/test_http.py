@@ -567,3 +567,14 @@ def test_h2c_upgrade_hands_over_to_http2_on_a_real_capture():
     s1 = [r for r in recs if r["type"] == "http2" and r["stream_id"] == 1]
     assert [(r["method"], r["path"], r["status"]) for r in s1] == [("GET", "/", 200)]
     assert h["conn"] == s1[0]["conn"]
+
+
+def test_resync_gives_up_after_its_limit(monkeypatch):
+    monkeypatch.setattr(http, "MAX_RESYNC_BYTES", 10000)
+    junk = b"\x00not http at all\r\n" * 1000           # 18000 bytes of lines, no start line
+    recs, _s, p = _feed_big(CLIENT, junk + b"GET /late HTTP/1.1\r\n\r\n", chunk=4096)
+    assert _anomalies(recs) == ["http-bad-request-line", "http-resync-failed"] and p.stopped
+    assert not _http(recs)
+    recs, _s, p = _feed_big(CLIENT, junk[:18 * 277] + b"GET /soon HTTP/1.1\r\n\r\n", chunk=4096)
+    assert _anomalies(recs) == ["http-bad-request-line"]
+    assert [r["target"] for r in _http(recs)] == ["/soon"]

@@ -316,3 +316,13 @@ def test_dispatcher_picks_websocket_without_a_handshake():
     assert d.protocols[7] == "websocket"
     assert [(r["direction"], r["opcode_name"]) for r in recs if r["type"] == "websocket"] == [
         ("client", "text"), ("server", "text"), ("client", "close")]
+
+
+def test_message_frame_list_is_capped(monkeypatch):
+    monkeypatch.setattr(ws, "MAX_MESSAGE_FRAMES", 3)
+    script = [(SERVER, frame(2, b"a", fin=False), 1, 0.0)]
+    script += [(SERVER, frame(0, b"b", fin=False), i, float(i)) for i in range(2, 6)]
+    script += [(SERVER, frame(0, b"c"), 6, 6.0)]
+    (m,) = [r for r in _records(script) if r["type"] == "websocket-message"]
+    assert m["frames"] == [1, 2, 3] and m["frames_truncated"] is True
+    assert m["length"] == 6 and m["fragments"] == 6
