@@ -20,6 +20,7 @@ from dissect.craft.safety import CAP_NET_RAW, require_caps
 from dissect.errors import RefusedError
 from dissect.io.capture import Frame
 from dissect.io.writer import PcapWriter
+from dissect.report.text import safe
 
 # The progress line is redrawn at most this often (a busy link must not flood stderr).
 PROGRESS_INTERVAL_S = 0.25
@@ -40,7 +41,7 @@ def capture(iface: str, *, bpf: str | None = None, count: int | None = None,
             duration: float | None = None, out: str | None = None, force: bool = False,
             on_frame=None, progress=None) -> CaptureStats:
     """Capture on ``iface``; ``on_frame(frame)`` per packet, ``progress(stats)`` now and then."""
-    require_caps((CAP_NET_RAW,), f"capture -i {iface}")
+    require_caps((CAP_NET_RAW,), f"capture -i {safe(iface)}")
     if out is not None and os.path.exists(out) and not force:
         raise RefusedError(f"{out} exists; use --force to overwrite it", protocol="capture")
     from dissect.craft.tap import Tap

@@ -28,8 +28,6 @@ WHY = {
                    "the crafted connection, interface settings)",
     CAP_SYS_ADMIN: "CAP_SYS_ADMIN (creating and entering the private network namespace)",
 }
-CAP_NAMES = {CAP_NET_RAW: "cap_net_raw", CAP_NET_ADMIN: "cap_net_admin",
-             CAP_SYS_ADMIN: "cap_sys_admin"}
 
 
 class CraftError(DissectError):
@@ -73,19 +71,28 @@ def effective_caps() -> int:
 
 
 def require_caps(needed: tuple[int, ...], what: str, caps: int | None = None) -> None:
-    """PrivilegeError naming each missing capability and how to get it."""
+    """PrivilegeError naming each missing capability and how to get it.
+
+    Granting file capabilities to the interpreter (setcap) only helps when everything
+    happens in this Python process or its Python children (CAP_NET_RAW alone: capture,
+    UDP without --listen); ``ip`` and ``nft`` are other programs and would not inherit
+    them, so anything needing those is told to run as root."""
     caps = effective_caps() if caps is None else caps
     missing = [c for c in needed if not caps >> c & 1]
     if not missing:
         return
     who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-    exe = os.path.realpath(sys.executable)
-    grant = ",".join(CAP_NAMES[c] for c in needed)
+    how = f"Run it as root (`sudo dissect {what} ...`)"
+    if tuple(needed) == (CAP_NET_RAW,):
+        exe = os.path.realpath(sys.executable)
+        how += (f", or grant the capability to the interpreter "
+                f"(`sudo setcap cap_net_raw+eip {exe}`)")
+    else:
+        how += (" - the `ip` and `nft` programs it runs need the privileges too, so setcap "
+                "on the interpreter is not enough")
     raise PrivilegeError(
         f"{what} needs {' and '.join(WHY[c] for c in missing)}; this process runs as {who} "
-        f"without {'it' if len(missing) == 1 else 'them'}. Run it as root (`sudo dissect "
-        f"{what.split(' ', 1)[0]} ...`), or grant the capabilities to the interpreter "
-        f"(`sudo setcap {grant}+eip {exe}`)", protocol="craft")
+        f"without {'it' if len(missing) == 1 else 'them'}. {how}", protocol="craft")
 
 
 def require_tool(name: str, package: str) -> str:

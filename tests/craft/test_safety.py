@@ -39,8 +39,11 @@ def test_require_caps_names_what_is_missing_and_how_to_get_it():
         safety.require_caps((safety.CAP_NET_RAW, safety.CAP_NET_ADMIN), "craft handshake", caps=0)
     msg = str(e.value)
     assert "CAP_NET_RAW" in msg and "CAP_NET_ADMIN" in msg
-    assert "sudo dissect craft" in msg and "setcap cap_net_raw,cap_net_admin+eip" in msg
+    assert "sudo dissect craft handshake" in msg and "setcap on the interpreter is not enough" in msg
     assert e.value.exit_code == ExitCode.NEED_PRIVILEGE
+    with pytest.raises(PrivilegeError) as e:
+        safety.require_caps((safety.CAP_NET_RAW,), "capture -i lo", caps=0)
+    assert "sudo dissect capture -i lo" in str(e.value) and "setcap cap_net_raw+eip" in str(e.value)
 
 
 def test_require_caps_passes_when_present():
@@ -99,3 +102,5 @@ def test_cli_without_privileges_says_what_is_missing(monkeypatch, capsys, cmd):
     assert code == ExitCode.NEED_PRIVILEGE
     err = capsys.readouterr().err
     assert "CAP_NET_RAW" in err and "sudo dissect" in err and "setcap" in err
+    if "--listen" in cmd:
+        assert "CAP_SYS_ADMIN" in err
