@@ -58,7 +58,9 @@ MAX_RESYNC_BYTES = 8 * 1024 * 1024
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"^(" + _TOKEN + rb") +(\S+) +(HTTP/[01]\.\d) *$")
 _STATUS_LINE = re.compile(rb"^(HTTP/[01]\.\d) +(\d{3})(?: (.*))?$")
-_HEADER = re.compile(rb"^(" + _TOKEN + rb")[ \t]*:[ \t]*(.*?)[ \t]*$")
+# greedy value, stripped afterwards: a lazy value before optional trailing blanks is
+# quadratic on a long run of blanks
+_HEADER = re.compile(rb"^(" + _TOKEN + rb")[ \t]*:(.*)$")
 _CHUNK = re.compile(rb"^[ \t]*([0-9A-Fa-f]+)[ \t]*(;.*)?$")
 
 # Methods known without a well-formed request line: the list Wireshark's HTTP dissector
@@ -70,7 +72,7 @@ METHODS = frozenset(b"""GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PRO
     VERSION-CONTROL MKWORKSPACE MKACTIVITY BASELINE-CONTROL UNCHECKOUT ORDERPATCH ACL BIND
     UNBIND REBIND MKCALENDAR SUBSCRIBE UNSUBSCRIBE NOTIFY POLL BPROPFIND BPROPPATCH BCOPY
     BDELETE BMOVE M-SEARCH CCM_POST CCM_GET RPC_CONNECT RPC_IN_DATA RPC_OUT_DATA PURGE""".split())
-_LOOSE_REQUEST_LINE = re.compile(rb"^(" + _TOKEN + rb")(?: (\S*)(?: +(.*?))?)? *$")
+_LOOSE_REQUEST_LINE = re.compile(rb"^(" + _TOKEN + rb")(?: (\S*)(?: +(.*))?)?$")
 
 
 def _request_line(line: bytes):
@@ -80,7 +82,7 @@ def _request_line(line: bytes):
         return m.group(1), m.group(2), m.group(3), True
     m = _LOOSE_REQUEST_LINE.match(line)
     if m and m.group(1) in METHODS:
-        v = m.group(3)
+        v = (m.group(3) or b"").rstrip(b" ")
         if v and not v.startswith(b"HTTP/"):
             return None          # RTSP/1.0, SIP/2.0...: another protocol's request line
         return m.group(1), m.group(2) or b"", v if v and v.startswith(b"HTTP/") else None, False
@@ -480,7 +482,8 @@ class HttpParser(StreamParser):
         if len(m.headers) + len(m.trailers) >= MAX_HEADERS:
             return self._stop("http-too-many-headers", frames[0],
                               f"over MAX_HEADERS ({MAX_HEADERS}) field lines")
-        target.append([mm.group(1).decode("latin-1"), mm.group(2).decode("latin-1")])
+        target.append([mm.group(1).decode("latin-1"),
+                       mm.group(2).strip(b" \t").decode("latin-1")])
         return []
 
     def _headers_done(self, direction) -> list[dict]:
@@ -791,7 +794,7 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
         mm = _HEADER.match(line)
         if mm:
             name = mm.group(1).decode("latin-1")
-            layer.add(f"http.header.{name.lower()}", mm.group(2).decode("latin-1"),
+            layer.add(f"http.header.{name.lower()}", mm.group(2).strip(b" \t").decode("latin-1"),
                       offset + pos, ln, name)
         else:
             layer.add("http.header_line", line.decode("latin-1"), offset + pos, ln)

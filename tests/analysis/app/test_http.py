@@ -578,3 +578,16 @@ def test_resync_gives_up_after_its_limit(monkeypatch):
     recs, _s, p = _feed_big(CLIENT, junk[:18 * 277] + b"GET /soon HTTP/1.1\r\n\r\n", chunk=4096)
     assert _anomalies(recs) == ["http-bad-request-line"]
     assert [r["target"] for r in _http(recs)] == ["/soon"]
+
+
+def test_long_runs_of_blanks_stay_linear():
+    # a lazy regex before optional trailing blanks would take minutes on these
+    value = b"a" + b" \t" * 100000 + b"z"
+    data = b"GET / HTTP/1.1\r\nX: " + value + b"   \r\n\r\n"
+    recs, secs, _p = _feed_big(CLIENT, data)
+    assert secs < 5
+    (r,) = _http(recs)
+    assert r["request_headers"] == [["X", value.decode()]]
+    t = time.monotonic()
+    assert http._request_line(b"GET / a" + b" " * (http.MAX_START_LINE - 10) + b"x") is None
+    assert time.monotonic() - t < 1
