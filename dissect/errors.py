@@ -24,6 +24,7 @@ class ExitCode:
     IO = 6             # the file cannot be opened or read
     NEED_PRIVILEGE = 7 # crafting/capture/lab needs root or CAP_NET_RAW/CAP_NET_ADMIN
     REFUSED = 8        # refused for safety (non-loopback target, output exists without --force)
+    UNAVAILABLE = 69   # a crafted exchange or lab run failed: peer refused/silent, tool failed (EX_UNAVAILABLE)
     INTERNAL = 70      # a bug in dissect (EX_SOFTWARE); reported without a traceback
 
 
@@ -101,3 +102,8 @@ class PrivilegeError(DissectError):
 
 class RefusedError(DissectError):
     exit_code = ExitCode.REFUSED
+
+
+class UnavailableError(DissectError):
+    """The network exchange or lab run could not be completed (not a bug in dissect)."""
+    exit_code = ExitCode.UNAVAILABLE

@@ -32,10 +32,9 @@ WHY = {
 
 class CraftError(DissectError):
     """A crafted exchange or capture could not be carried out (refused by the peer, no
-    answer, a helper program failed). Exit code: the generic internal one until the CLI
-    has a dedicated code for 'the network did not do what was asked'."""
+    answer, a helper program failed): exit code 69, 'the network did not do what was asked'."""
 
-    exit_code = ExitCode.INTERNAL
+    exit_code = ExitCode.UNAVAILABLE
 
 
 def check_destination(dst: str, allow_remote: bool) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

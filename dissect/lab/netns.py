@@ -44,7 +44,7 @@ IP_COMMAND_TIMEOUT_S = 20.0  # one `ip`/`nft`/`sysctl` call; they finish in mill
 class LabError(DissectError):
     """The lab could not set up or run a scenario (a tool failed, a child died)."""
 
-    exit_code = ExitCode.INTERNAL
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class LabInterrupted(LabError):

@@ -14,7 +14,7 @@ from dissect.protocols.base import Layer
 
 # module name -> hint ports (order candidates; content decides)
 MODULES = {
-    "http": (80, 8080, 8000, 3128), "tls": (443, 8443, 993, 995, 465), "http2": (80, 8080),
+    "http": (80, 8080, 8000, 3128), "tls": (443, 8443, 993, 995, 465), "http2": (80, 8080, 50051),
     "websocket": (), "ftp": (21,), "smtp": (25, 587, 2525), "imap": (143,), "pop3": (110,),
     "dns": (53, 5353), "rtc": (3478, 19302), "quic": (443,),
 }
@@ -49,5 +49,10 @@ def application_layers(payload: bytes, offset: int, transport: str, sport: int,
         except Exception:   # a display dissector must never take the frame down
             layers = None
         if layers:
+            for lay in layers:   # field names relative to their layer, as in the lower layers
+                pre = lay.protocol + "."
+                for f in lay.fields:
+                    if f.name.startswith(pre):
+                        f.name = f.name[len(pre):]
             return layers
     return []

@@ -100,9 +100,13 @@ def render_packet(fr, layers, flags=(), conn=None, only_layer: int | None = None
                          f"-{lay.offset + max(lay.length, 0)})")
             for f in lay.fields:
                 v = f.value
+                if isinstance(v, (bytes, bytearray, memoryview)):
+                    v = bytes(v).hex()
                 if isinstance(v, str) and len(v) > 96:
                     v = v[:96] + "..."
-                lines.append(f"      {lay.protocol}.{f.name} = {safe(v)}"
+                base = lay.protocol.split(".")[0] + "."
+                full = f.name if f.name.startswith(base) else f"{lay.protocol}.{f.name}"
+                lines.append(f"      {full} = {safe(v)}"
                              f"    @{f.offset}+{f.length}")
             for a in lay.anomalies:
                 lines.append(f"      ! anomaly: {safe(a)}")

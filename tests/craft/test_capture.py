@@ -147,7 +147,7 @@ def test_capture_unknown_interface_is_our_error(capsys):
     from dissect.cli import main
     with pytest.raises(SystemExit) as e:
         main(["capture", "-i", "nosuchif0", "-c", "1"])
-    assert e.value.code == ExitCode.INTERNAL
+    assert e.value.code == ExitCode.UNAVAILABLE
     assert "no interface named 'nosuchif0'" in capsys.readouterr().err
 
 

@@ -188,7 +188,7 @@ def test_refused_when_nothing_listens(tmp_path, test_ns):
     p = _in_ns(ns, "-m", "dissect.cli", "craft", "handshake", "--dport", "9", "--brief",
                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     so, se = p.communicate(timeout=60)
-    assert p.returncode == ExitCode.INTERNAL
+    assert p.returncode == ExitCode.UNAVAILABLE
     assert b"answered the SYN with RST" in se and b"RST,ACK" in so
     assert "dissect_craft" not in _leftovers(ns)[1]
 
