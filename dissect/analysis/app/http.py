@@ -72,6 +72,7 @@ METHODS = frozenset(b"""GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PRO
     VERSION-CONTROL MKWORKSPACE MKACTIVITY BASELINE-CONTROL UNCHECKOUT ORDERPATCH ACL BIND
     UNBIND REBIND MKCALENDAR SUBSCRIBE UNSUBSCRIBE NOTIFY POLL BPROPFIND BPROPPATCH BCOPY
     BDELETE BMOVE M-SEARCH CCM_POST CCM_GET RPC_CONNECT RPC_IN_DATA RPC_OUT_DATA PURGE""".split())
+_OTHER_VERSION = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*/\d+\.\d+$")
 _LOOSE_REQUEST_LINE = re.compile(rb"^(" + _TOKEN + rb")(?: (\S*)(?: +(.*))?)?$")
 
 
@@ -82,10 +83,11 @@ def _request_line(line: bytes):
         return m.group(1), m.group(2), m.group(3), True
     m = _LOOSE_REQUEST_LINE.match(line)
     if m and m.group(1) in METHODS:
-        v = (m.group(3) or b"").rstrip(b" ")
-        if v and not v.startswith(b"HTTP/"):
+        rest = (m.group(3) or b"").rstrip(b" ")
+        last = rest.rsplit(b" ", 1)[-1]
+        if _OTHER_VERSION.match(last) and not last.startswith(b"HTTP/"):
             return None          # RTSP/1.0, SIP/2.0...: another protocol's request line
-        return m.group(1), m.group(2) or b"", v if v and v.startswith(b"HTTP/") else None, False
+        return m.group(1), m.group(2) or b"", last if last.startswith(b"HTTP/") else None, False
     return None
 
 

@@ -471,6 +471,23 @@ OTHER = {
     "nanosecond/zeek+zeek__testing_btest_Traces_http_cooper-grill-dvwa.pcapng": "exact",
     "nanosecond/ntop+nDPI__tests_cfgs_default_pcap_http.pcapng": "exact",
     "truncated/OISF+suricata-verify__tests_http-mime-truncated_input.pcap": "exact",
+    "tcp_anomalies/ntop+nDPI__tests_cfgs_default_pcap_ipp.pcap": "exact",
+    # a request line with a space inside the URI: Wireshark's loose reading, ours too
+    "tcp_syn_retry/OISF+suricata-verify__tests_bug-5437-02_input.pcap": "exact",
+    # SSDP M-SEARCH over UDP (tshark's HTTP-over-UDP) is filtered out by TCP_ONLY
+    "tcp_syn_retry/OISF+suricata-verify__tests_base64-decode-5885_input.pcap": "exact",
+    "dns/OISF+suricata-verify__tests_smb2-ntlmssp-negotiateflags_input.pcap": "exact",
+    # HTTP after a SOCKS5 handshake on port 8124: see "socks-tunnel" below
+    "tcp_syn_retry/zeek+zeek__testing_btest_Traces_socks.pcap": "socks-tunnel",
+    "vlan/OISF+suricata-verify__tests_bug-814_input.pcap": "exact",
+    "linux_sll/OISF+suricata-verify__tests_decode-sll2-02_input.pcap": "exact",
+    # 57 gaps: responses resynchronised after holes, statuses still agree
+    "linux_sll/ntop+nDPI__tests_cfgs_default_pcap_quickplay.pcap": "exact",
+    "linux_sll/ntop+nDPI__tests_cfgs_default_pcap_KakaoTalk_chat.pcap": "exact",
+    "raw_ip/ntop+nDPI__tests_cfgs_default_pcap_ocs.pcap": "exact",
+    # fuzz-2006-09-29 (big_endian/) is left out: its HTTP bytes are fuzzed, so tshark and we
+    # disagree on which mangled lines still count as requests (checked only for not raising
+    # by the corpus-wide findings tests)
 }
 
 
@@ -488,6 +505,18 @@ def _other_params():
 def test_http_in_other_categories_agrees_with_tshark(path, how):
     ours_req, ours_st, justified = _ours(_engine(path))
     t_req, t_st = _theirs(path, TCP_ONLY)
+    if how == "socks-tunnel":
+        # tshark finds HTTP mid-connection by its heuristics; the dispatcher decides from a
+        # connection's first bytes, which here are a SOCKS5 greeting (no SOCKS parser), so
+        # the tunnelled HTTP is not parsed. Check that is really the reason.
+        streams = {r[0] for r in tshark_fields(path, ["tcp.stream"], extra=("-Y", "http"))}
+        assert streams and t_req
+        for st in streams:
+            first = tshark_fields(path, ["tcp.payload"],
+                                  extra=("-Y", f"tcp.stream=={st} && tcp.len>0"))[0][0]
+            assert first.startswith("05"), first      # SOCKS version 5
+        assert not ours_req and not ours_st
+        return
     if how == "tshark-subset":
         assert not (t_req - ours_req) and not (t_st - ours_st)
         assert sum(ours_st.values()) > sum(t_st.values())
