@@ -618,5 +618,6 @@ def test_long_runs_of_blanks_stay_linear():
     (r,) = _http(recs)
     assert r["request_headers"] == [["X", value.decode()]]
     t = time.monotonic()
-    assert http._request_line(b"GET / a" + b" " * (http.MAX_START_LINE - 10) + b"x") is None
+    rl = http._request_line(b"GET / a" + b" " * (http.MAX_START_LINE - 10) + b"x")
+    assert rl == (b"GET", b"/", None, False)
     assert time.monotonic() - t < 1
