@@ -53,6 +53,10 @@ MAX_CHUNK_LINE = 4096
 MAX_PENDING = 10000
 # Bytes skipped while looking for the next start line before giving up on the connection.
 MAX_RESYNC_BYTES = 8 * 1024 * 1024
+# Client bytes held after an Upgrade/CONNECT request while its answer is awaited: a real
+# client sends little before the 101/200 (a WebSocket frame or an h2 preface); more than this
+# with no answer means the answer was not captured, and holding more would be unbounded.
+MAX_HELD_BYTES = 1 << 20
 
 # RFC 9110 5.6.2 token characters, for methods and field names
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -239,7 +243,12 @@ class HttpParser(StreamParser):
             return self._sub("feed", direction, data, frame, ts)
         if self.stopped or not data:
             return []
-        self.sides[direction].stream.push(data, frame, ts)
+        s = self.sides[direction]
+        s.stream.push(data, frame, ts)
+        if s.state == HELD and len(s.stream) > MAX_HELD_BYTES:
+            return self._stop("http-upgrade-answer-not-seen", frame,
+                              f"over MAX_HELD_BYTES ({MAX_HELD_BYTES}) client bytes after an "
+                              f"Upgrade/CONNECT request without its answer")
         return self._run()
 
     def gap(self, direction: int, size: int, frame: int, ts: float) -> list[dict]:

@@ -621,3 +621,18 @@ def test_long_runs_of_blanks_stay_linear():
     rl = http._request_line(b"GET / a" + b" " * (http.MAX_START_LINE - 10) + b"x")
     assert rl == (b"GET", b"/", None, False)
     assert time.monotonic() - t < 1
+
+
+def test_held_bytes_after_upgrade_request_are_bounded():
+    p = http.HttpParser(conn=1)
+    out = p.feed(CLIENT, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 1, 0.0)
+    chunk = b"\x82\x80abcd" * 8192
+    i = 2
+    while not p.stopped and i < 1000:
+        out += p.feed(CLIENT, chunk, i, float(i))
+        i += 1
+    assert _anomalies(out) == ["http-upgrade-answer-not-seen"]
+    assert i * len(chunk) < http.MAX_HELD_BYTES + 4 * len(chunk)
+    out += p.close()
+    (r,) = _http(out)
+    assert r["status"] is None and r["target"] == "/"
