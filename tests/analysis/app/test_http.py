@@ -636,3 +636,31 @@ def test_held_bytes_after_upgrade_request_are_bounded():
     out += p.close()
     (r,) = _http(out)
     assert r["status"] is None and r["target"] == "/"
+
+
+def _feed_events(events, piece: int | None):
+    """Feed a real connection's events to a fresh parser, each data event whole or in
+    ``piece``-byte slices."""
+    p = http.HttpParser(conn=1)
+    out = []
+    for kind, d, payload, frame, ts in events:
+        if kind != "data":
+            out += p.gap(d, payload, frame, ts)
+            continue
+        step = piece or len(payload) or 1
+        for i in range(0, len(payload), step):
+            out += p.feed(d, payload[i:i + step], frame, ts)
+    return out + p.close()
+
+
+@pytest.mark.parametrize("path", corpus_params("http1", "websocket"))
+def test_real_connections_do_not_depend_on_segmentation(path):
+    from corpus_flows import read_capture
+    conns = [c for c in read_capture(path).tcp if http.HttpParser.probe(
+        c.head(CLIENT), c.head(SERVER), c.client[1], c.server[1]) >= 0.5]
+    assert conns
+    for c in conns:
+        whole = _feed_events(c.events, None)
+        assert _feed_events(c.events, 7) == whole
+        assert _feed_events(c.events, 1 if sum(len(e[2]) for e in c.events
+                                               if e[0] == "data") < 20000 else 3) == whole
