@@ -288,7 +288,12 @@ class HttpParser(StreamParser):
                            f"framing ({s.state})", self.conn))
         s.stream.take(len(s.stream))
         s.stream.skipping = True
-        if s.msg is not None and s.msg.start is not None:
+        if (s.msg is None or s.msg.start is None) and (
+                direction == CLIENT or self.answered < len(self.txns)):
+            # the hole begins a message (at least one is lost): keep its place in the
+            # request/response pairing, or every later response would answer the wrong request
+            s.msg = _Msg([frame], ts)
+        if s.msg is not None:
             s.msg.broken = True
             s.msg.gaps += 1
             out += self._msg_done(direction)
@@ -680,9 +685,9 @@ class HttpParser(StreamParser):
                and rs.ts is not None else None,
                "request_frame": rq.frames[0] if rq and rq.frames else None,
                "response_frame": rs.frames[0] if rs and rs.frames else None,
-               "request_gaps": rq.gaps if rq else 0, "response_gaps": rs.gaps if rs else 0,
-               "incomplete": bool((req is not None and req.broken and rq is not None)
-                                  or (rs is not None and rs.broken))}
+               "request_gaps": req.gaps if req else 0, "response_gaps": resp.gaps if resp else 0,
+               "incomplete": bool((req is not None and req.broken and (rq is not None or req.gaps))
+                                  or (resp is not None and resp.broken))}
         if rq:
             rec["idempotency_key"] = (_h(rq.headers, "idempotency-key")
                                       or _h(rq.headers, "x-idempotency-key"))

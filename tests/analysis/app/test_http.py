@@ -664,3 +664,26 @@ def test_real_connections_do_not_depend_on_segmentation(path):
         assert _feed_events(c.events, 7) == whole
         assert _feed_events(c.events, 1 if sum(len(e[2]) for e in c.events
                                                if e[0] == "data") < 20000 else 3) == whole
+
+
+@needs_tshark
+def test_lost_response_keeps_pairing_like_tshark():
+    """One response missing from the capture (a gap where a response begins): the request it
+    answered stays unanswered and every later response still answers its own request, as
+    tshark's two-pass request/response links say."""
+    path = CORPUS / ("http1/zeek+zeek__testing_btest_Traces_http_1000-requests-one-dropped-"
+                     "response.pcap.gz")
+    if not path.exists():
+        pytest.skip(f"corpus file absent: {path}")
+    recs = _http(_engine(path).records)
+    rows = tshark_fields(path, ["frame.number", "http.request_in"],
+                         extra=("-2", "-Y", "http.response"))
+    answered = {int(r[1]) for r in rows if len(r) > 1 and r[1]}
+    asked = {int(r[0]) for r in tshark_fields(path, ["frame.number"],
+                                               extra=("-2", "-Y", "http.request"))}
+    ours_unanswered = {r["request_frame"] for r in recs if r["status"] is None}
+    assert ours_unanswered == asked - answered == {4}
+    ours_answered = {r["request_frame"] for r in recs if r["status"] is not None}
+    assert ours_answered == answered
+    (lost,) = [r for r in recs if r["status"] is None]
+    assert lost["incomplete"] and lost["response_gaps"] == 1
