@@ -349,8 +349,13 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
         if rsv or opcode not in OPCODES or n > MAX_FRAME_PAYLOAD or \
                 (opcode in CONTROL and (not fin or n > MAX_CONTROL_PAYLOAD)):
             return []
+        if opcode == 0 and not fin and not masked:
+            # b"\x00" + a length byte is exactly a DNS-over-TCP, NetBIOS or RPC record
+            # (16-bit length prefix) under 126 bytes: too common to claim
+            return []
         end = pos + hlen + n
-        if end > len(data) and not (pos == 0 and masked and n > len(data) - hlen):
+        if end > len(data) and not (pos == 0 and masked and opcode != 0
+                                    and n > len(data) - hlen):
             return []
         layer = Layer("websocket", offset + pos, min(end, len(data)) - pos)
         layer.add("websocket.fin", fin, offset + pos, 1, "final fragment (RFC 6455 5.2)")

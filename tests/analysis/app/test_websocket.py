@@ -326,3 +326,16 @@ def test_message_frame_list_is_capped(monkeypatch):
     (m,) = [r for r in _records(script) if r["type"] == "websocket-message"]
     assert m["frames"] == [1, 2, 3] and m["frames_truncated"] is True
     assert m["length"] == 6 and m["fragments"] == 6
+
+
+def test_dissect_payload_rejects_length_prefixed_records():
+    dns_tcp = b"\x00\x1d" + bytes(29)                       # DNS over TCP, 29-byte message
+    nbss = b"\x81\x00\x00\x44" + bytes(68)                  # NetBIOS session request
+    rpc = b"\x80\x00\x00\x70" + bytes(112)                  # ONC RPC record marker
+    mid_body = b"\x00\xfe\x05\xdf" + bytes(1416)            # some body bytes
+    for data in (dns_tcp, nbss, rpc, mid_body):
+        assert ws.dissect_payload(data, 0) == [], data[:8]
+    # a masked client frame running past the segment is still shown
+    big = frame(2, bytes(1000), masked=True)
+    (layer,) = ws.dissect_payload(big[:300], 0)
+    assert layer.get("websocket.payload_length") == 1000
