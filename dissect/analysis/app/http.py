@@ -284,7 +284,8 @@ class HttpParser(StreamParser):
                                   f"{size} bytes missing", self.conn)]
         # the hole hides framing: what was being read is lost, look for the next start line
         out.append(anomaly(self.name, "http-gap-in-headers", frame,
-                           f"{size} bytes missing in {'request' if direction == CLIENT else 'response'} "
+                           f"{size} bytes missing in "
+                           f"{'request' if direction == CLIENT else 'response'} "
                            f"framing ({s.state})", self.conn))
         s.stream.take(len(s.stream))
         s.stream.skipping = True
@@ -415,7 +416,8 @@ class HttpParser(StreamParser):
             s.state = CHUNK_SIZE
             if line:
                 return [anomaly(self.name, "http-bad-chunk-terminator", frames[0],
-                                repr(line[:32]), self.conn)] + (self._chunk_size(direction, line, frames) or [])
+                                repr(line[:32]), self.conn)] + self._chunk_size(direction, line,
+                                                                                frames)
             return []
         if st == CHUNK_SIZE:
             if too_long:
@@ -729,7 +731,7 @@ class HttpParser(StreamParser):
                           ts=rq.ts if rq else None)
             except (ImportError, StopIteration):
                 sub = None
-            except Exception as e:  # noqa: BLE001 - the other module's constructor failing stays contained
+            except Exception as e:  # noqa: BLE001 - its constructor failing stays contained
                 out.append(anomaly("http2", "parser-error", resp.frames[0],
                                    f"{type(e).__name__}: {e}"[:300], self.conn))
                 sub = None
@@ -800,6 +802,7 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
         line = data[pos:e]
         ln = len(line) - 1 if line.endswith(b"\r") else len(line)
         line = line[:ln]
+        whole = e + 1 - pos          # a header field spans its line terminator (as Wireshark)
         if not line:
             ended = True
             pos = e + 1
@@ -811,9 +814,9 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
         if mm:
             name = mm.group(1).decode("latin-1")
             layer.add(f"http.header.{name.lower()}", mm.group(2).strip(b" \t").decode("latin-1"),
-                      offset + pos, ln, name)
+                      offset + pos, whole, name)
         else:
-            layer.add("http.header_line", line.decode("latin-1"), offset + pos, ln)
+            layer.add("http.header_line", line.decode("latin-1"), offset + pos, whole)
             layer.anomalies.append("http-bad-header-line")
         pos = e + 1
     if not ended:
