@@ -123,8 +123,18 @@ _FAST_NS = round(FAST_RETRANSMISSION_WINDOW_S * 1e9)
 _OOO_NS = round(OUT_OF_ORDER_DEFAULT_S * 1e9)
 
 
+# Epoch seconds as float64 carry ~0.24 us of rounding at today's dates, so the difference of
+# two microsecond timestamps can be off by a few hundred ns. Wireshark subtracts exact
+# integers; to decide the same "<" at equal-time boundaries, a difference within this of a
+# whole microsecond is taken as that microsecond (nanosecond captures lose nothing that
+# float64 epoch times had not lost already).
+_US_SNAP_NS = 300
+
+
 def _ns(seconds: float) -> int:
-    return round(seconds * 1e9)
+    ns = round(seconds * 1e9)
+    us = round(ns / 1000) * 1000
+    return us if abs(ns - us) <= _US_SNAP_NS else ns
 
 
 def seq_gt(a: int, b: int) -> bool:
