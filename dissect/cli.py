@@ -198,13 +198,13 @@ def show(file, frames, layer, fmt, color):
 def _mount_optional():
     """Commands that live in their own packages (flows, retries, lab, craft, ...)."""
     import importlib
-    for mod, name in (("dissect.commands.flows", "flows"), ("dissect.commands.retries", "retries"),
+    for mod, name in (("dissect.commands.flows", "flows"), ("dissect.commands.retry_cmd", "retries"),
                       ("dissect.commands.timing", "timing"),
                       ("dissect.commands.conversations", "conversations"),
                       ("dissect.commands.conversations", "cleartext"),
-                      ("dissect.commands.cascades", "cascades"),
+                      ("dissect.commands.cascade_cmd", "cascades"),
                       ("dissect.commands.follow", "follow"), ("dissect.commands.expert", "expert"),
-                      ("dissect.commands.report", "report"),
+                      ("dissect.commands.report_cmd", "report"),
                       ("dissect.lab.cli", "lab"), ("dissect.craft.cli", "craft"),
                       ("dissect.craft.cli", "capture")):
         try:
