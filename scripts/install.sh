@@ -11,6 +11,10 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v nft     >/dev/null 2>&1 || need+=(nftables)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ "${1:-}" = "--test" ]; then
+  # the HTML report is checked in headless Chromium
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian packages: ${need[*]}"
