@@ -79,6 +79,52 @@ SECTIONS = [
 ]
 
 
+def _layer(osi) -> str:
+    if osi is None:
+        return "?"
+    s = str(osi)
+    return s if s.startswith("L") else f"L{s}"
+
+
+def _findings(res) -> list[str]:
+    """Conclusions drawn: the slowest transactions by layer, what was sent in the clear."""
+    out = []
+    try:
+        from dissect.analysis.findings.timing import timing_records
+        timings = sorted(timing_records(res), key=lambda r: -(r.get("total_s") or 0))[:5]
+    except ImportError:
+        timings = []
+    if timings:
+        rows = []
+        for r in timings:
+            stage = next((st for st in r.get("stages", []) if st.get("name") == r.get("slowest")), {})
+            tx = r.get("transaction") or {}
+            what = " ".join(str(v) for k, v in tx.items() if v is not None and k in
+                            ("method", "target", "command", "qname", "reply_code", "status"))
+            rows.append([r.get("conn"), r.get("protocol"), _cut(what, 40),
+                         _ms(r.get("total_s")), r.get("slowest"),
+                         _layer(stage.get('osi')), _ms(stage.get("duration_s"))])
+        out.append("Slowest transactions (where the time went; 'dissect timing' for all)\n" +
+                   table(rows, ["conn", "protocol", "transaction", "total ms", "slowest stage",
+                                "layer", "stage ms"]))
+    try:
+        from dissect.analysis.findings.cleartext import cleartext_findings
+        found = cleartext_findings(res)
+    except ImportError:
+        found = []
+    if found:
+        order = {"high": 0, "medium": 1, "low": 2, "info": 3}
+        found.sort(key=lambda f: order.get(f.get("severity"), 9))
+        rows = [[f.get("severity"), f.get("kind"), f.get("conn"), f.get("protocol"),
+                 _cut(f.get("detail"), 50), _cut(f.get("secret") or "", 16)]
+                for f in found[:MAX_ROWS]]
+        text = (f"Sent in the clear: {len(found)} finding(s) (secrets masked; "
+                f"'dissect cleartext --show-secrets')\n" +
+                table(rows, ["severity", "kind", "conn", "protocol", "detail", "secret"]))
+        out.append(text)
+    return out
+
+
 def sections(res) -> list[str]:
     by_type: dict[str, list] = {}
     for r in res.records:
@@ -98,4 +144,8 @@ def sections(res) -> list[str]:
         if len(recs) > MAX_ROWS:
             text += f"\n  ... and {len(recs) - MAX_ROWS} more (--format jsonl lists all)"
         out.append(text)
+    try:
+        out += _findings(res)
+    except Exception as e:   # conclusions must never take the report down
+        out.append(f"(findings unavailable: {type(e).__name__}: {safe(e)})")
     return out
