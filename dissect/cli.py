@@ -205,6 +205,7 @@ def _mount_optional():
                       ("dissect.commands.cascade_cmd", "cascades"),
                       ("dissect.commands.follow", "follow"), ("dissect.commands.expert", "expert"),
                       ("dissect.commands.report_cmd", "report"),
+                      ("dissect.commands.grpc_cmd", "grpc"),
                       ("dissect.commands.views", "follow"), ("dissect.commands.views", "expert"),
                       ("dissect.lab.cli", "lab"), ("dissect.craft.cli", "craft"),
                       ("dissect.craft.cli", "capture")):
