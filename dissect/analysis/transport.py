@@ -72,6 +72,13 @@ class TransportAnalyzer:
         meta = self._meta(conn)
         for it in self.reasm.push(seg, conn, pv.direction):
             self.app.on_stream(conn, meta, it.direction, it.kind, it.value, it.frame, it.ts)
+        if not self.app.wants(conn):
+            # unknown protocol, a failed parser, or a data connection counted elsewhere:
+            # stop reassembling it (its buffers are freed now)
+            self.reasm.close(conn)
+            self._closed.add(conn)
+            self._fins.pop(conn, None)
+            return
         # a connection that is over frees its reassembly buffers now, not at the end of
         # the capture: memory follows the concurrent connections, not all of them
         if seg.flags & 0x04:

@@ -119,6 +119,11 @@ class AppDispatcher:
             full = max(st.buffered) >= PROBE_LIMIT
             self._probe(conn, st, final=full)
 
+    def wants(self, conn) -> bool:
+        """Whether more bytes of this connection can still matter (probing or parsing)."""
+        st = self.tcp.get(conn)
+        return st is None or st.state in ("probing", "parsing")
+
     def on_close(self, conn, ts) -> None:
         st = self.tcp.get(conn)
         if st is None:
