@@ -145,6 +145,16 @@ def sections(res) -> list[str]:
             text += f"\n  ... and {len(recs) - MAX_ROWS} more (--format jsonl lists all)"
         out.append(text)
     try:
+        from dissect.analysis.retry import summary_lines
+        from dissect.analysis.retry.chains import detect
+        lines = summary_lines(detect(res))
+        if lines:
+            out.append("\n".join(lines))
+    except ImportError:
+        pass
+    except Exception as e:   # conclusions must never take the report down
+        out.append(f"(retry analysis unavailable: {type(e).__name__}: {safe(e)})")
+    try:
         out += _findings(res)
     except Exception as e:   # conclusions must never take the report down
         out.append(f"(findings unavailable: {type(e).__name__}: {safe(e)})")
