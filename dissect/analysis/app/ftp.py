@@ -506,35 +506,46 @@ class FtpDataLinker:
 
 # -- display path ------------------------------------------------------------------------
 
-def dissect_payload(data: bytes, offset: int) -> list[Layer]:
-    """FTP command or reply lines starting in one segment (frame offsets); [] if not FTP."""
+def command_reply_layer(data: bytes, offset: int, protocol: str, commands, reply_re, *,
+                        code: str, reply_arg: str, command: str, command_arg: str,
+                        ref: str) -> list[Layer]:
+    """Display path shared by the line protocols that speak 'VERB arg' / 'NNN text' (FTP,
+    SMTP): the lines starting in one segment as one layer, with frame offsets; [] when the
+    first line is neither a known command nor a reply."""
     lines = _lines_with_offsets(data)
     if not lines:
         return []
     first = lines[0][1]
-    m = _REPLY.match(first)
     verb, _ = split_command(first)
-    if not m and verb not in FTP_COMMANDS:
+    if not reply_re.match(first) and verb not in commands:
         return []
-    layer = Layer("ftp", offset, len(data))
+    layer = Layer(protocol, offset, len(data))
     for start, line in lines:
-        m = _REPLY.match(line)
+        m = reply_re.match(line)
         if m:
-            layer.add("ftp.response.code", int(m.group(1)), offset + start, 3,
-                      "reply code (RFC 959 4.2)")
+            layer.add(code, int(m.group(1)), offset + start, 3, f"reply code ({ref})")
             if len(line) > 4:
-                layer.add("ftp.response.arg", line[4:].decode("utf-8", "replace"),
-                          offset + start + 4, len(line) - 4)
+                layer.add(reply_arg, line[4:].decode("utf-8", "replace"), offset + start + 4,
+                          len(line) - 4)
             continue
         verb, arg = split_command(line)
-        if verb in FTP_COMMANDS:
-            layer.add("ftp.request.command", verb, offset + start, len(verb), "command verb")
+        if verb in commands:
+            layer.add(command, verb, offset + start, len(verb), "command verb")
             if arg:
-                layer.add("ftp.request.arg", arg, offset + start + len(verb) + 1,
+                layer.add(command_arg, arg, offset + start + len(verb) + 1,
                           len(line) - len(verb) - 1)
         else:
-            layer.add("ftp.line", line.decode("utf-8", "replace"), offset + start, len(line))
+            layer.add(f"{protocol}.line", line.decode("utf-8", "replace"), offset + start,
+                      len(line))
     return [layer]
+
+
+def dissect_payload(data: bytes, offset: int) -> list[Layer]:
+    """FTP command or reply lines starting in one segment (frame offsets); [] if not FTP."""
+    return command_reply_layer(data, offset, "ftp", FTP_COMMANDS, _REPLY,
+                               code="ftp.response.code", reply_arg="ftp.response.arg",
+                               command="ftp.request.command", command_arg="ftp.request.arg",
+                               ref="RFC 959 4.2")
 
 
 def _lines_with_offsets(data: bytes) -> list[tuple[int, bytes]]:

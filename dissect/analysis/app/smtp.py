@@ -21,7 +21,7 @@ import re
 from collections import deque
 
 from dissect.analysis.app.base import CLIENT, SERVER, StreamParser, anomaly
-from dissect.analysis.app.ftp import TextStream, _lines_with_offsets, split_command
+from dissect.analysis.app.ftp import TextStream, command_reply_layer, split_command
 from dissect.protocols.base import Layer
 
 MAX_LINE = 4096            # RFC 5321 4.5.3.1.4/6: 512 for commands/replies, 1000 for text
@@ -422,32 +422,10 @@ class SmtpParser(StreamParser):
 
 def dissect_payload(data: bytes, offset: int) -> list[Layer]:
     """SMTP command or reply lines starting in one segment (frame offsets); [] if not SMTP."""
-    lines = _lines_with_offsets(data)
-    if not lines:
-        return []
-    first = lines[0][1]
-    verb, _ = split_command(first)
-    if not _REPLY.match(first) and verb not in SMTP_COMMANDS:
-        return []
-    layer = Layer("smtp", offset, len(data))
-    for start, line in lines:
-        m = _REPLY.match(line)
-        if m:
-            layer.add("smtp.response.code", int(m.group(1)), offset + start, 3,
-                      "reply code (RFC 5321 4.2)")
-            if len(line) > 4:
-                layer.add("smtp.rsp.parameter", line[4:].decode("utf-8", "replace"),
-                          offset + start + 4, len(line) - 4)
-            continue
-        verb, arg = split_command(line)
-        if verb in SMTP_COMMANDS:
-            layer.add("smtp.req.command", verb, offset + start, len(verb), "command verb")
-            if arg:
-                layer.add("smtp.req.parameter", arg, offset + start + len(verb) + 1,
-                          len(line) - len(verb) - 1)
-        else:
-            layer.add("smtp.line", line.decode("utf-8", "replace"), offset + start, len(line))
-    return [layer]
+    return command_reply_layer(data, offset, "smtp", SMTP_COMMANDS, _REPLY,
+                               code="smtp.response.code", reply_arg="smtp.rsp.parameter",
+                               command="smtp.req.command", command_arg="smtp.req.parameter",
+                               ref="RFC 5321 4.2")
 
 
 PARSERS = [SmtpParser]
