@@ -40,7 +40,8 @@ class Result:
     error: CaptureError | None = None
 
 
-def _optional(modname: str, attr: str):
+def optional(modname: str, attr: str):
+    """``modname.attr`` if that module is installed, else None (optional analyses)."""
     import importlib
     try:
         return getattr(importlib.import_module(modname), attr)
@@ -61,7 +62,7 @@ class Engine:
         summary = res.summary
         transport = None
         if self.tcp:
-            TA = _optional("dissect.analysis.transport", "TransportAnalyzer")
+            TA = optional("dissect.analysis.transport", "TransportAnalyzer")
             if TA is not None:
                 transport = TA(app=self.app)
         on_frame = self.on_frame

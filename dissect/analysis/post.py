@@ -5,14 +5,7 @@ missing."""
 
 from __future__ import annotations
 
-import importlib
-
-
-def _optional(modname: str, attr: str):
-    try:
-        return getattr(importlib.import_module(modname), attr)
-    except (ImportError, AttributeError):
-        return None
+from dissect.engine import optional as _optional
 
 
 def postprocess(conns: list[dict], records: list[dict]) -> list[dict]:

@@ -7,20 +7,13 @@ UDP flows are ``"udp/N"`` in order of first appearance (strings, so the two neve
 
 from __future__ import annotations
 
-import importlib
 
 from dissect.analysis.flows import UdpFlows
 from dissect.analysis.reassembly import Reassembler
 from dissect.analysis.tcp import TcpAnalyzer
 from dissect.columns.segment import TcpSegment, UdpDatagram
 from dissect.engine import Verdict
-
-def _optional(modname: str, attr: str):
-    try:
-        return getattr(importlib.import_module(modname), attr)
-    except (ImportError, AttributeError):
-        return None
-
+from dissect.engine import optional as _optional
 
 def udp_id(n: int) -> str:
     return f"udp/{n}"
