@@ -79,6 +79,7 @@ class Engine:
                     v = transport.feed(t)
                     if v.flags:
                         summary.flags(v.flags)
+                    summary.add_conn(d.chain, v.conn, fr.wirelen)
                 if on_frame is not None:
                     on_frame(fr, d, v)
         except CaptureError as e:
@@ -96,6 +97,7 @@ class Engine:
                 path=self.path, frame=summary.anomalies[unsupported[0]][1][0])
         if transport is not None:
             res.connections, res.records = transport.finish()
+            summary.apps = {c["id"]: c.get("app") for c in res.connections if c.get("app")}
             for r in res.records:
                 if r.get("type") == "anomaly":
                     summary.anomaly(f"{r.get('protocol')}:{r.get('name')}", r.get("frame"))

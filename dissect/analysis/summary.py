@@ -26,6 +26,11 @@ class CaptureSummary:
         self.conversations_dropped = 0
         self.anomalies: dict[str, list] = {}           # name -> [count, [frames...]]
         self.flag_counts: dict[str, int] = {}
+        # (chain, connection id) -> [packets, bytes]; with ``apps`` (connection id ->
+        # application protocol, known once the capture is done) it puts the application
+        # layer into the hierarchy and the per-layer counts
+        self._conn_cells: dict[tuple, list] = {}
+        self.apps: dict = {}
 
     def add(self, fr, decoded) -> None:
         """Per frame: one dict update keyed by (chain, src, dst); the hierarchy and the
@@ -96,6 +101,34 @@ class CaptureSummary:
         if frame is not None and len(e[1]) < MAX_ANOMALY_EXAMPLES:
             e[1].append(frame)
 
+    def add_conn(self, chain: tuple, conn, wirelen: int) -> None:
+        key = (chain, conn)
+        c = self._conn_cells.get(key)
+        if c is None:
+            if len(self._conn_cells) >= MAX_CONVERSATIONS:
+                return
+            self._conn_cells[key] = [1, wirelen]
+        else:
+            c[0] += 1
+            c[1] += wirelen
+
+    def _app_chains(self) -> dict:
+        """chain + (application protocol,) -> [packets, bytes], for connections whose
+        application protocol is known."""
+        out: dict[tuple, list] = {}
+        for (chain, conn), (pk, by) in self._conn_cells.items():
+            app = self.apps.get(conn)
+            if not app:
+                continue
+            key = chain + (app,)
+            r = out.get(key)
+            if r is None:
+                out[key] = [pk, by]
+            else:
+                r[0] += pk
+                r[1] += by
+        return out
+
     def flags(self, names) -> None:
         fc = self.flag_counts
         for n in names:
@@ -115,6 +148,8 @@ class CaptureSummary:
                 else:
                     r[0] += pk
                     r[1] += by
+        for path, (pk, by) in self._app_chains().items():
+            rows[path] = [pk, by]
         out = []
         for path in sorted(rows):
             proto = path[-1]
@@ -126,18 +161,26 @@ class CaptureSummary:
     def by_layer(self) -> list[dict]:
         """Packets and bytes per OSI layer (a frame counts once per layer it reaches)."""
         acc: dict[int, list] = {}
+
+        def count(o, pk, by, proto):
+            a = acc.setdefault(o, [0, 0, set()])
+            a[0] += pk
+            a[1] += by
+            a[2].add(proto)
+
         for chain, (pk, by) in self.chains.items():
-            seen = {1}
             protos: dict[int, set] = {1: {"frame"}}
             for p in chain:
-                o = int(layer_of(p.split(".")[0]))
-                seen.add(o)
-                protos.setdefault(o, set()).add(p)
-            for o in seen:
-                a = acc.setdefault(o, [0, 0, set()])
-                a[0] += pk
-                a[1] += by
-                a[2] |= protos.get(o, set())
+                protos.setdefault(int(layer_of(p.split(".")[0])), set()).add(p)
+            for o, ps in protos.items():
+                count(o, pk, by, min(ps))
+                acc[o][2] |= ps
+        # application protocols of connections (once per frame, at the app's own layer,
+        # unless the frame already reached that layer through its header chain)
+        for path, (pk, by) in self._app_chains().items():
+            o = int(layer_of(path[-1].split(".")[0]))
+            if o not in {int(layer_of(p.split(".")[0])) for p in path[:-1]}:
+                count(o, pk, by, path[-1])
         from dissect.osi import Osi
         return [{"osi": o, "layer": Osi(o).label, "packets": v[0], "bytes": v[1],
                  "protocols": sorted(v[2])} for o, v in sorted(acc.items(), reverse=True)]
