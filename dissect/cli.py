@@ -198,7 +198,9 @@ def show(file, frames, layer, fmt, color):
 def _mount_optional():
     """Commands that live in their own packages (flows, retries, lab, craft, ...)."""
     import importlib
-    for mod, name in (("dissect.commands.flows", "flows"), ("dissect.commands.retry_cmd", "retries"),
+    for mod, name in (("dissect.commands.flows", "flows"),
+                      ("dissect.commands.retrychains", "retries"),
+                      ("dissect.commands.retry_cmd", "retries"),
                       ("dissect.commands.timing", "timing"),
                       ("dissect.commands.conversations", "conversations"),
                       ("dissect.commands.conversations", "cleartext"),

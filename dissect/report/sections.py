@@ -145,11 +145,12 @@ def sections(res) -> list[str]:
             text += f"\n  ... and {len(recs) - MAX_ROWS} more (--format jsonl lists all)"
         out.append(text)
     try:
-        from dissect.analysis.retry import summary_lines
-        from dissect.analysis.retry.chains import detect
-        lines = summary_lines(detect(res))
-        if lines:
-            out.append("\n".join(lines))
+        from dissect.analysis.backoff_chains import detect
+        from dissect.commands.retrychains import render
+        recs = detect(res, getattr(res, "syns", None))
+        if recs:
+            out.append("Retries and circuit breakers ('dissect retries' for details)\n" +
+                       render(recs))
     except ImportError:
         pass
     except Exception as e:   # conclusions must never take the report down

@@ -1,0 +1,336 @@
+"""Retry chains, their backoff model, and circuit breakers, from an analysed capture
+(sans-I/O: it reads the engine's Result and the SYN segments collected while streaming).
+
+Chains (``{"type": "retry", ...}``):
+
+* ``syn``: the same connection's SYN sent again (same 4-tuple and ISN: the kernel's own
+  retransmission).
+* ``tcp-reconnect``: new connections from one client to one server after refused (REJ) or
+  unanswered (S0) ones.
+* ``http``: the same method, host, target and request-body digest sent again after a
+  failure (5xx, 429, 408, no response), on the same or a new connection.
+* ``dns``: the same question from the same client sent again before it was answered.
+
+Each chain's intervals are classified by :func:`classify` (constant, linear, exponential,
+linear-then-exponential as this kernel's SYN retries do, exponential with full or equal
+jitter, or irregular) with a confidence that says how much a short chain can prove.
+
+Breakers (``{"type": "breaker", ...}``): per client and server, a run of failed calls, then
+silence much longer than the client's call interval (open), one probe (half-open), and then
+success (closed) or failure (open again).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+# A request repeated later than this after a failure is a new request, not a retry.
+RETRY_WINDOW_S = 120.0
+# A gap this many times the client's usual call interval, after failures, is a breaker open.
+BREAKER_GAP_FACTOR = 3.0
+# Fewer calls than this cannot tell a breaker (periodic calls, silence, probe) from backoff.
+MIN_BREAKER_CALLS = 5
+RETRYABLE = {408, 429, 500, 502, 503, 504}
+NON_IDEMPOTENT = {"POST", "PATCH"}
+IDEMPOTENCY_HEADERS = {"idempotency-key", "x-idempotency-key", "x-request-id"}
+
+
+# ----------------------------------------------------------------------------- models
+
+def classify(iv: list[float]) -> dict:
+    """The backoff model of a list of intervals (seconds)."""
+    n = len(iv)
+    out = {"model": "none", "base_s": None, "factor": None, "cap_s": None, "jitter": None,
+           "confidence": 0.0}
+    if n == 0:
+        return out
+    conf = round(min(1.0, 0.25 + 0.15 * n), 2)     # 1 interval proves little; 5+ a lot
+    mean = statistics.fmean(iv)
+    if n == 1:
+        return out | {"model": "single", "base_s": iv[0], "confidence": 0.2}
+    cv = statistics.pstdev(iv) / mean if mean > 0 else 0.0
+    if cv < 0.1:
+        return out | {"model": "constant", "base_s": mean, "factor": 1.0, "confidence": conf}
+    # linear-then-exponential (Linux tcp_syn_linear_timeouts): a run of equal intervals,
+    # then doubling
+    k = 1
+    while k < n and abs(iv[k] - iv[0]) <= 0.1 * iv[0]:
+        k += 1
+    if 2 <= k < n and all(abs(iv[i] / iv[i - 1] - 2) < 0.3 for i in range(k, n)):
+        return out | {"model": "linear-then-exponential", "base_s": iv[0], "factor": 2.0,
+                      "linear_steps": k, "confidence": conf}
+    ratios = [iv[i] / iv[i - 1] for i in range(1, n) if iv[i - 1] > 0]
+    if ratios and all(r > 1.3 for r in ratios):
+        f = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        spread = statistics.pstdev(ratios) / f if len(ratios) > 1 else 0.0
+        if spread < 0.25:
+            return out | {"model": "exponential", "base_s": iv[0], "factor": round(f, 3),
+                          "confidence": conf}
+    # exponential with a cap: ratios > 1.3 then flat
+    j = 0
+    while j < len(ratios) and ratios[j] > 1.3:
+        j += 1
+    if j >= 2 and all(abs(r - 1) < 0.1 for r in ratios[j:]) and j < len(ratios):
+        f = math.exp(statistics.fmean(math.log(r) for r in ratios[:j]))
+        return out | {"model": "exponential", "base_s": iv[0], "factor": round(f, 3),
+                      "cap_s": iv[-1], "confidence": conf}
+    diffs = [iv[i] - iv[i - 1] for i in range(1, n)]
+    if n >= 3 and all(d > 0 for d in diffs):
+        dm = statistics.fmean(diffs)
+        if statistics.pstdev(diffs) / dm < 0.15:
+            return out | {"model": "linear", "base_s": iv[0], "step_s": dm, "confidence": conf}
+    # jittered exponential: the upper envelope grows; the values spread under it
+    env = [max(iv[: i + 1]) for i in range(n)]
+    growth = env[-1] / env[0] if env[0] > 0 else 0
+    if n >= 2 and (growth >= 1.5 or max(iv) / max(min(iv), 1e-9) >= 2):
+        c = max(v / 2 ** i for i, v in enumerate(iv))
+        q = [v / (c * 2 ** i) for i, v in enumerate(iv)]
+        kind = "equal" if min(q) >= 0.45 else "full"
+        return out | {"model": f"exponential-{kind}-jitter", "base_s": c, "factor": 2.0,
+                      "jitter": round(1 - min(q), 2), "confidence": round(conf * 0.7, 2)}
+    return out | {"model": "irregular", "confidence": conf}
+
+
+# ----------------------------------------------------------------------------- chains
+
+def _intervals(attempts):
+    return [round(b["ts"] - a["ts"], 6) for a, b in zip(attempts, attempts[1:])]
+
+
+def _chain(kind, client, server, key, attempts, succeeded, **extra) -> dict:
+    iv = _intervals(attempts)
+    rec = {"type": "retry", "kind": kind, "client": client, "server": server, "key": key,
+           "attempts": attempts, "intervals_s": iv, "backoff": classify(iv),
+           "succeeded": succeeded, "gave_up": not succeeded, "idempotency_key": None,
+           "retry_after_s": None, "retry_after_honoured": None, "timeout_s": None,
+           "warnings": []}
+    rec.update(extra)
+    b = rec["backoff"]
+    if len(iv) >= 3 and b["model"] in ("constant", "linear", "exponential") and kind != "syn":
+        rec["warnings"].append("no-jitter")
+    return rec
+
+
+def syn_chains(syns: list, conns: list) -> list:
+    """``syns``: (frame, ts, src, sport, dst, dport, seq) of SYNs without ACK."""
+    groups: dict = {}
+    for s in syns:
+        groups.setdefault(s[2:], []).append(s)
+    answered = {(c["client"]["ip"], c["client"]["port"], c["server"]["ip"], c["server"]["port"]):
+                c for c in conns if c["proto"] == "tcp" and (c.get("handshake") or {}).get("syn_ack")}
+    out = []
+    for (src, sport, dst, dport, _seq), g in groups.items():
+        if len(g) < 2:
+            continue
+        c = answered.get((src, sport, dst, dport))
+        attempts = [{"frame": f, "ts": ts, "outcome": "no answer"} for f, ts, *_ in g]
+        if c is not None:
+            attempts[-1]["outcome"] = "answered"
+        out.append(_chain("syn", f"{src}:{sport}", f"{dst}:{dport}", "SYN", attempts,
+                          c is not None))
+    return out
+
+
+def _conn_outcome(c) -> str:
+    st = c.get("state")
+    return {"REJ": "refused", "S0": "unanswered", "RSTOS0": "unanswered",
+            "SH": "unanswered"}.get(st, "connected")
+
+
+def reconnect_chains(conns: list) -> list:
+    by: dict = {}
+    for c in sorted((c for c in conns if c["proto"] == "tcp"), key=lambda c: c["start_ts"]):
+        by.setdefault((c["client"]["ip"], c["server"]["ip"], c["server"]["port"]), []).append(c)
+    out = []
+    for (cip, sip, sport), cs in by.items():
+        run = []
+        for c in cs:
+            o = _conn_outcome(c)
+            if run and c["start_ts"] - run[-1]["ts"] > RETRY_WINDOW_S:
+                run = []
+            run.append({"frame": c["first_frame"], "ts": c["start_ts"], "outcome": o})
+            if o == "connected":
+                if len(run) >= 2:
+                    out.append(_chain("tcp-reconnect", cip, f"{sip}:{sport}", "connect",
+                                      run, True))
+                run = []
+        if len(run) >= 2:
+            out.append(_chain("tcp-reconnect", cip, f"{sip}:{sport}", "connect", run, False))
+    return out
+
+
+def _hdr(r, name):
+    for k, v in r.get("request_headers") or []:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def http_chains(records: list, conns: list) -> list:
+    cmap = {c["id"]: c for c in conns}
+    groups: dict = {}
+    for r in records:
+        if r.get("type") != "http" or not r.get("method"):
+            continue
+        c = cmap.get(r.get("conn")) or {}
+        client = (c.get("client") or {}).get("ip")
+        server = f"{(c.get('server') or {}).get('ip')}:{(c.get('server') or {}).get('port')}"
+        key = (client, server, r.get("method"), r.get("host"), r.get("target"),
+               r.get("request_body_sha256"))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (client, server, method, host, target, _digest), rs in groups.items():
+        rs.sort(key=lambda r: r.get("request_ts") or 0)
+        run: list = []
+        for r in rs:
+            st = r.get("status")
+            failed = st is None or st in RETRYABLE
+            if run and (r["request_ts"] - run[-1]["request_ts"] > RETRY_WINDOW_S):
+                run = []
+            run.append(r)
+            if not failed:
+                if len(run) >= 2:
+                    out.append(_http_chain(client, server, method, host, target, run, True))
+                run = []
+        if len(run) >= 2:
+            out.append(_http_chain(client, server, method, host, target, run, False))
+    return out
+
+
+def _http_chain(client, server, method, host, target, run, ok) -> dict:
+    attempts = [{"frame": r.get("request_frame"), "ts": r.get("request_ts"),
+                 "outcome": r.get("status") if r.get("status") is not None else "no response"}
+                for r in run]
+    key = f"{method} {host or ''}{target}"
+    idem = next((_hdr(r, h) for r in run for h in IDEMPOTENCY_HEADERS if _hdr(r, h)), None)
+    rec = _chain("http", client, server, key, attempts, ok, idempotency_key=idem)
+    # Retry-After: the next attempt should come no sooner than the server asked
+    for a, b, r in zip(run, run[1:], run):
+        ra = r.get("retry_after")
+        if ra is None:
+            continue
+        try:
+            ra = float(ra)
+        except (TypeError, ValueError):
+            continue
+        rec["retry_after_s"] = ra
+        gap = b["request_ts"] - (a.get("response_ts") or a["request_ts"])
+        rec["retry_after_honoured"] = gap >= 0.95 * ra
+        if not rec["retry_after_honoured"]:
+            rec["warnings"].append("retry-after-ignored")
+    timeouts = [b["request_ts"] - a["request_ts"] for a, b in zip(run, run[1:])
+                if a.get("status") is None]
+    if timeouts:
+        rec["timeout_s"] = round(min(timeouts), 6)
+    if method in NON_IDEMPOTENT and not idem:
+        rec["warnings"].append("unsafe-retry")
+    if sum(1 for r in run if r.get("status") and 200 <= r["status"] < 300) >= 2:
+        rec["warnings"].append("duplicated-side-effect")
+    return rec
+
+
+def dns_chains(records: list) -> list:
+    groups: dict = {}
+    for r in records:
+        if r.get("type") != "dns" or not r.get("query_frame"):
+            continue
+        groups.setdefault((r.get("conn"), r.get("qname"), r.get("qtype"), r.get("id")),
+                          []).append(r)
+    out = []
+    for (conn, qname, qtype, _id), rs in groups.items():
+        if len(rs) < 2 or not any(r.get("retransmission") for r in rs):
+            continue
+        rs.sort(key=lambda r: r.get("query_ts") or 0)
+        attempts = [{"frame": r["query_frame"], "ts": r.get("query_ts"),
+                     "outcome": r.get("rcode") if r.get("response_frame") else "no response"}
+                    for r in rs]
+        ok = any(r.get("response_frame") for r in rs)
+        out.append(_chain("dns", str(conn), str(conn), f"{qname} {qtype}", attempts, ok))
+    return out
+
+
+# ----------------------------------------------------------------------------- breakers
+
+def _calls(records, conns):
+    """Per (client ip, server endpoint): calls in time order with success/failure."""
+    http_by_conn: dict = {}
+    for r in records:
+        if r.get("type") == "http":
+            http_by_conn.setdefault(r.get("conn"), []).append(r)
+    calls: dict = {}
+    for c in conns:
+        if c["proto"] != "tcp":
+            continue
+        key = (c["client"]["ip"], f"{c['server']['ip']}:{c['server']['port']}")
+        hs = http_by_conn.get(c["id"])
+        if hs:
+            for r in hs:
+                st = r.get("status")
+                calls.setdefault(key, []).append(
+                    (r.get("request_ts"), r.get("request_frame"),
+                     st is not None and st < 500 and st != 429))
+        else:
+            o = _conn_outcome(c)
+            if o != "connected":
+                calls.setdefault(key, []).append((c["start_ts"], c["first_frame"], False))
+    return calls
+
+
+def breakers(records: list, conns: list) -> list:
+    out = []
+    for (client, server), cs in _calls(records, conns).items():
+        cs.sort(key=lambda x: x[0] or 0)
+        if len(cs) < MIN_BREAKER_CALLS:
+            continue
+        gaps = [b[0] - a[0] for a, b in zip(cs, cs[1:])]
+        usual = statistics.median(sorted(gaps)[: max(1, len(gaps) // 2)])
+        if usual <= 0:
+            continue
+        trans, fails, threshold, opens = [], 0, None, []
+        state = "closed"
+        for i, (ts, frame, ok) in enumerate(cs):
+            if state == "open":
+                trans.append({"state": "half-open", "ts": ts, "frame": frame})
+                state = "half-open"
+            if ok:
+                fails = 0
+                if state == "half-open":
+                    trans.append({"state": "closed", "ts": ts, "frame": frame})
+                state = "closed"
+                continue
+            fails += 1
+            nxt = cs[i + 1][0] if i + 1 < len(cs) else None
+            long_gap = nxt is not None and nxt - ts > BREAKER_GAP_FACTOR * usual
+            if long_gap and (state == "half-open" or fails >= 2):
+                if threshold is None:
+                    threshold = fails
+                trans.append({"state": "open", "ts": ts, "frame": frame})
+                opens.append(nxt - ts)
+                state = "open"
+        if opens and any(t["state"] == "half-open" for t in trans):
+            out.append({"type": "breaker", "client": client, "server": server,
+                        "transitions": trans, "failure_threshold": threshold,
+                        "open_s": round(statistics.median(opens), 6),
+                        "call_interval_s": round(usual, 6)})
+    return out
+
+
+def detect(res, syns: list | None = None) -> list[dict]:
+    conns, recs = res.connections, res.records
+    chains = syn_chains(syns or [], conns) + reconnect_chains(conns) + \
+        http_chains(recs, conns) + dns_chains(recs)
+    chains.sort(key=lambda c: c["attempts"][0]["ts"] or 0)
+    return chains + breakers(recs, conns)
+
+
+def detect_path(path: str) -> list[dict]:
+    from dissect.engine import Engine
+    syns = []
+
+    def on_frame(fr, d, v):
+        t = d.transport
+        if t is not None and hasattr(t, "seq") and t.flags & 0x12 == 0x02:
+            syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))
+    res = Engine(path, on_frame=on_frame).run()
+    return detect(res, syns), res

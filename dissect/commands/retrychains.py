@@ -1,0 +1,85 @@
+"""``dissect retries``: retry chains with their intervals and backoff model, warnings, and
+circuit-breaker timelines."""
+
+from __future__ import annotations
+
+import click
+
+DOT, LINE = "●", "─"
+
+
+def timeline(attempts, width: int = 40) -> str:
+    """Attempts as dots on a line scaled to the chain's duration."""
+    t0, t1 = attempts[0]["ts"], attempts[-1]["ts"]
+    span = (t1 - t0) or 1.0
+    cells = [LINE] * (width + 1)
+    for a in attempts:
+        cells[round((a["ts"] - t0) / span * width)] = DOT
+    return "".join(cells)
+
+
+def _model(b):
+    m = b["model"]
+    parts = [m]
+    if b.get("base_s") is not None:
+        parts.append(f"base {b['base_s']:.3f}s")
+    if b.get("factor") not in (None, 1.0):
+        parts.append(f"x{b['factor']}")
+    if b.get("cap_s"):
+        parts.append(f"cap {b['cap_s']:.3f}s")
+    return ", ".join(parts) + f" (confidence {b['confidence']:.2f})"
+
+
+def render(records) -> str:
+    from dissect.report.text import safe
+    lines = []
+    chains = [r for r in records if r["type"] == "retry"]
+    brk = [r for r in records if r["type"] == "breaker"]
+    if not chains and not brk:
+        return "no retry chains and no circuit breakers found"
+    for i, c in enumerate(chains, 1):
+        ok = "succeeded" if c["succeeded"] else "gave up"
+        lines.append(f"chain {i}: {c['kind']}  {safe(c['client'])} -> {safe(c['server'])}  "
+                     f"{safe(c['key'])}  {len(c['attempts'])} attempts, {ok}")
+        lines.append(f"  {timeline(c['attempts'])}  intervals "
+                     + ", ".join(f"{x:.3f}" for x in c["intervals_s"]) + " s")
+        lines.append(f"  backoff: {_model(c['backoff'])}")
+        lines.append("  attempts: " + ", ".join(
+            f"#{a['frame']} {safe(a['outcome'])}" for a in c["attempts"]))
+        if c.get("retry_after_s") is not None:
+            lines.append(f"  Retry-After {c['retry_after_s']} s "
+                         f"{'honoured' if c['retry_after_honoured'] else 'IGNORED'}")
+        if c.get("timeout_s") is not None:
+            lines.append(f"  client timeout about {c['timeout_s']:.3f} s")
+        for w in c["warnings"]:
+            lines.append(f"  warning: {w}")
+        lines.append("")
+    for b in brk:
+        lines.append(f"circuit breaker: {safe(b['client'])} -> {safe(b['server'])}  opened after "
+                     f"{b['failure_threshold']} failures, open about {b['open_s']:.3f} s "
+                     f"(calls every {b['call_interval_s']:.3f} s)")
+        t0 = b["transitions"][0]["ts"]
+        for t in b["transitions"]:
+            lines.append(f"  {t['ts'] - t0:8.3f} s  frame {t['frame']}  {t['state']}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+@click.command("retries")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
+              show_default=True)
+def retries(file, fmt):
+    """Retry chains (SYN, reconnect, HTTP, DNS) with intervals and backoff model,
+    unsafe retries and ignored Retry-After, and circuit-breaker timelines."""
+    from dissect.analysis.backoff_chains import detect_path
+    from dissect.cli import Out, _finish
+    from dissect.report import jsonl
+    recs, res = detect_path(file)
+    out = Out()
+    if fmt == "jsonl":
+        for r in recs:
+            out.line(jsonl.dumps(r))
+    else:
+        out.line(render(recs))
+    _finish(res, out)
