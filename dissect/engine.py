@@ -14,7 +14,7 @@ from typing import Callable
 
 from dissect.analysis.summary import CaptureSummary
 from dissect.columns.decode import decode_frame
-from dissect.columns.segment import TcpSegment, UdpDatagram
+from dissect.columns.segment import TcpSegment, UdpDatagram  # noqa: F401
 from dissect.errors import CaptureError, UnsupportedError
 from dissect.io.capture import CaptureReader
 
@@ -38,6 +38,8 @@ class Result:
     connections: list = field(default_factory=list)
     records: list = field(default_factory=list)        # application and other typed records
     error: CaptureError | None = None
+    # SYNs without ACK (frame, ts, src, sport, dst, dport, seq): what SYN-retry chains need
+    syns: list = field(default_factory=list)
 
 
 def optional(modname: str, attr: str):
@@ -80,6 +82,8 @@ class Engine:
                     if v.flags:
                         summary.flags(v.flags)
                     summary.add_conn(d.chain, v.conn, fr.wirelen)
+                    if t.__class__ is TcpSegment and t.flags & 0x12 == 0x02:
+                        res.syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))
                 if on_frame is not None:
                     on_frame(fr, d, v)
         except CaptureError as e:

@@ -318,6 +318,8 @@ def breakers(records: list, conns: list) -> list:
 
 def detect(res, syns: list | None = None) -> list[dict]:
     conns, recs = res.connections, res.records
+    if syns is None:
+        syns = getattr(res, "syns", None)
     chains = syn_chains(syns or [], conns) + reconnect_chains(conns) + \
         http_chains(recs, conns) + dns_chains(recs)
     chains.sort(key=lambda c: c["attempts"][0]["ts"] or 0)
@@ -326,11 +328,5 @@ def detect(res, syns: list | None = None) -> list[dict]:
 
 def detect_path(path: str) -> list[dict]:
     from dissect.engine import Engine
-    syns = []
-
-    def on_frame(fr, d, v):
-        t = d.transport
-        if t is not None and hasattr(t, "seq") and t.flags & 0x12 == 0x02:
-            syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))
-    res = Engine(path, on_frame=on_frame).run()
-    return detect(res, syns), res
+    res = Engine(path).run()
+    return detect(res), res
