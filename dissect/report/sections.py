@@ -108,6 +108,23 @@ def _findings(res) -> list[str]:
                    table(rows, ["conn", "protocol", "transaction", "total ms", "slowest stage",
                                 "layer", "stage ms"]))
     try:
+        from dissect.analysis.findings.conversations import conversation_records
+        convs = conversation_records(res)
+    except ImportError:
+        convs = []
+    if convs:
+        rows = [[c.get("conn"), _cut(f"{c['client']['ip']}:{c['client']['port']} -> "
+                                     f"{c['server']['ip']}:{c['server']['port']}", 44),
+                 c.get("protocol") or "-", c.get("model"), c.get("connection"),
+                 c.get("transport"), c.get("reliability"), _cut(c.get("use"), 28)]
+                for c in convs[:MAX_ROWS]]
+        text = ("What each conversation is ('dissect conversations' for the evidence)\n" +
+                table(rows, ["conn", "endpoints", "protocol", "model", "connection",
+                             "transport", "reliability", "use"]))
+        if len(convs) > MAX_ROWS:
+            text += f"\n  ... and {len(convs) - MAX_ROWS} more"
+        out.append(text)
+    try:
         from dissect.analysis.findings.cleartext import cleartext_findings
         found = cleartext_findings(res)
     except ImportError:
