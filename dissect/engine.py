@@ -40,6 +40,9 @@ class Result:
     error: CaptureError | None = None
     # SYNs without ACK (frame, ts, src, sport, dst, dport, seq): what SYN-retry chains need
     syns: list = field(default_factory=list)
+    # retransmitted data segments (conn, seq, len, frame, ts, original frame, original ts):
+    # what RTO chains need
+    retrans: list = field(default_factory=list)
 
 
 def optional(modname: str, attr: str):
@@ -81,6 +84,11 @@ class Engine:
                     v = transport.feed(t)
                     if v.flags:
                         summary.flags(v.flags)
+                        if "retransmission" in v.flags and v.values and t.plen:
+                            val = v.values
+                            res.retrans.append((v.conn, t.seq, t.plen, t.frame, t.ts,
+                                                val.get("rto_frame"),
+                                                t.ts - val["rto"] if val.get("rto") else None))
                     summary.add_conn(d.chain, v.conn, fr.wirelen)
                     if t.__class__ is TcpSegment and t.flags & 0x12 == 0x02:
                         res.syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))

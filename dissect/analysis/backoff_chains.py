@@ -5,6 +5,8 @@ Chains (``{"type": "retry", ...}``):
 
 * ``syn``: the same connection's SYN sent again (same 4-tuple and ISN: the kernel's own
   retransmission).
+* ``rto``: the same data segment retransmitted at least twice (intervals show the RTO
+  backoff).
 * ``tcp-reconnect``: new connections from one client to one server after refused (REJ) or
   unanswered (S0) ones.
 * ``http``: the same method, host, target and request-body digest sent again after a
@@ -29,6 +31,8 @@ import statistics
 RETRY_WINDOW_S = 120.0
 # A gap this many times the client's usual call interval, after failures, is a breaker open.
 BREAKER_GAP_FACTOR = 3.0
+# Retransmissions closer than this to the previous copy are capture duplicates.
+CAPTURE_DUPLICATE_S = 0.001
 # Fewer calls than this cannot tell a breaker (periodic calls, silence, probe) from backoff.
 MIN_BREAKER_CALLS = 5
 RETRYABLE = {408, 429, 500, 502, 503, 504}
@@ -57,7 +61,8 @@ def classify(iv: list[float]) -> dict:
     k = 1
     while k < n and abs(iv[k] - iv[0]) <= 0.1 * iv[0]:
         k += 1
-    if 2 <= k < n and all(abs(iv[i] / iv[i - 1] - 2) < 0.3 for i in range(k, n)):
+    if 2 <= k < n and iv[0] > 0 and all(iv[i - 1] > 0 and abs(iv[i] / iv[i - 1] - 2) < 0.3
+                                        for i in range(k, n)):
         return out | {"model": "linear-then-exponential", "base_s": iv[0], "factor": 2.0,
                       "linear_steps": k, "confidence": conf}
     ratios = [iv[i] / iv[i - 1] for i in range(1, n) if iv[i - 1] > 0]
@@ -85,6 +90,8 @@ def classify(iv: list[float]) -> dict:
     growth = env[-1] / env[0] if env[0] > 0 else 0
     if n >= 2 and (growth >= 1.5 or max(iv) / max(min(iv), 1e-9) >= 2):
         c = max(v / 2 ** i for i, v in enumerate(iv))
+        if c <= 0:
+            return out | {"model": "irregular", "confidence": conf}
         q = [v / (c * 2 ** i) for i, v in enumerate(iv)]
         kind = "equal" if min(q) >= 0.45 else "full"
         return out | {"model": f"exponential-{kind}-jitter", "base_s": c, "factor": 2.0,
@@ -138,6 +145,36 @@ def _conn_outcome(c) -> str:
             "SH": "unanswered"}.get(st, "connected")
 
 
+def rto_chains(retrans: list, conns: list) -> list:
+    """The same data segment retransmitted again and again (at least twice)."""
+    cmap = {c["id"]: c for c in conns}
+    groups: dict = {}
+    for conn, seq, plen, frame, ts, ofr, ots in retrans:
+        groups.setdefault((conn, seq), []).append((frame, ts, ofr, ots, plen))
+    out = []
+    for (conn, seq), g in groups.items():
+        if len(g) < 2:
+            continue
+        g.sort()
+        first = g[0]
+        attempts = []
+        if first[2] is not None and first[3] is not None:
+            attempts.append({"frame": first[2], "ts": first[3], "outcome": "sent"})
+        for f, ts, *_ in g:
+            # the same packet captured twice (both ends, or a mirror) is not another attempt
+            if attempts and ts - attempts[-1]["ts"] < CAPTURE_DUPLICATE_S:
+                continue
+            attempts.append({"frame": f, "ts": ts, "outcome": "retransmission"})
+        if len(attempts) < 3:
+            continue
+        c = cmap.get(conn) or {}
+        cl, sv = c.get("client") or {}, c.get("server") or {}
+        out.append(_chain("rto", f"{cl.get('ip')}:{cl.get('port')}",
+                          f"{sv.get('ip')}:{sv.get('port')}", f"conn {conn} seq {seq} len {g[0][4]}",
+                          attempts, True))
+    return out
+
+
 def reconnect_chains(conns: list) -> list:
     by: dict = {}
     for c in sorted((c for c in conns if c["proto"] == "tcp"), key=lambda c: c["start_ts"]):
@@ -171,7 +208,7 @@ def http_chains(records: list, conns: list) -> list:
     cmap = {c["id"]: c for c in conns}
     groups: dict = {}
     for r in records:
-        if r.get("type") != "http" or not r.get("method"):
+        if r.get("type") != "http" or not r.get("method") or r.get("request_ts") is None:
             continue
         c = cmap.get(r.get("conn")) or {}
         client = (c.get("client") or {}).get("ip")
@@ -233,7 +270,7 @@ def _http_chain(client, server, method, host, target, run, ok) -> dict:
 def dns_chains(records: list) -> list:
     groups: dict = {}
     for r in records:
-        if r.get("type") != "dns" or not r.get("query_frame"):
+        if r.get("type") != "dns" or not r.get("query_frame") or r.get("query_ts") is None:
             continue
         groups.setdefault((r.get("conn"), r.get("qname"), r.get("qtype"), r.get("id")),
                           []).append(r)
@@ -280,7 +317,7 @@ def _calls(records, conns):
 def breakers(records: list, conns: list) -> list:
     out = []
     for (client, server), cs in _calls(records, conns).items():
-        cs.sort(key=lambda x: x[0] or 0)
+        cs = sorted(x for x in cs if x[0] is not None)
         if len(cs) < MIN_BREAKER_CALLS:
             continue
         gaps = [b[0] - a[0] for a, b in zip(cs, cs[1:])]
@@ -320,7 +357,8 @@ def detect(res, syns: list | None = None) -> list[dict]:
     conns, recs = res.connections, res.records
     if syns is None:
         syns = getattr(res, "syns", None)
-    chains = syn_chains(syns or [], conns) + reconnect_chains(conns) + \
+    chains = syn_chains(syns or [], conns) + rto_chains(getattr(res, "retrans", []), conns) + \
+        reconnect_chains(conns) + \
         http_chains(recs, conns) + dns_chains(recs)
     chains.sort(key=lambda c: c["attempts"][0]["ts"] or 0)
     return chains + breakers(recs, conns)

@@ -128,3 +128,32 @@ def test_classifier_on_generated_series():
     assert right / total >= 0.95
     assert classify([1, 1, 1, 1, 2, 4, 8])["model"] == "linear-then-exponential"
     assert classify([0.5])["confidence"] < 0.5
+
+
+def test_rto_chain_from_repeated_retransmissions():
+    from dissect.analysis.backoff_chains import rto_chains
+    conns = [{"id": 0, "client": {"ip": "a", "port": 1}, "server": {"ip": "b", "port": 2}}]
+    # original at t=0 (frame 5), retransmitted after 0.2, 0.6, 1.4 s (RTO doubling), plus a
+    # capture duplicate 3 us after the first retransmission
+    retrans = [(0, 1000, 100, 9, 0.2, 5, 0.0), (0, 1000, 100, 10, 0.200003, 5, 0.0),
+               (0, 1000, 100, 20, 0.6, 5, 0.0), (0, 1000, 100, 30, 1.4, 5, 0.0),
+               (0, 5000, 100, 40, 2.0, 35, 1.8)]      # a single retransmission: no chain
+    chains = rto_chains(retrans, conns)
+    assert len(chains) == 1
+    c = chains[0]
+    assert [a["frame"] for a in c["attempts"]] == [5, 9, 20, 30]
+    assert c["intervals_s"] == [0.2, 0.4, 0.8]
+    assert c["backoff"]["model"] == "exponential" and c["backoff"]["factor"] == 2.0
+
+
+def test_classifier_never_divides_by_zero():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.floats(0, 100, allow_nan=False), max_size=10))
+    def run(iv):
+        classify(iv)
+    run()
+    for iv in ([0, 0, 1, 2], [0, 1], [1, 0, 0], [0, 0, 0]):
+        classify(iv)
