@@ -206,6 +206,7 @@ def _mount_optional():
                       ("dissect.commands.conversations", "cleartext"),
                       ("dissect.commands.cascade_cmd", "cascades"),
                       ("dissect.commands.follow", "follow"), ("dissect.commands.expert", "expert"),
+                      ("dissect.commands.htmlreport", "report"),
                       ("dissect.commands.report_cmd", "report"),
                       ("dissect.commands.grpc_cmd", "grpc"),
                       ("dissect.commands.views", "follow"), ("dissect.commands.views", "expert"),
