@@ -49,7 +49,7 @@ def classify(iv: list[float]) -> dict:
            "confidence": 0.0}
     if n == 0:
         return out
-    conf = round(min(1.0, 0.25 + 0.15 * n), 2)     # 1 interval proves little; 5+ a lot
+    conf = round(min(1.0, 0.05 + 0.15 * n), 2)     # 2 intervals prove little; 6+ a lot
     mean = statistics.fmean(iv)
     if n == 1:
         return out | {"model": "single", "base_s": iv[0], "confidence": 0.2}
@@ -256,6 +256,11 @@ def _http_chain(client, server, method, host, target, run, ok) -> dict:
         rec["retry_after_honoured"] = gap >= 0.95 * ra
         if not rec["retry_after_honoured"]:
             rec["warnings"].append("retry-after-ignored")
+    # a delay the server dictated (Retry-After) says nothing about the client's own policy:
+    # fit the backoff model on the other intervals
+    own = [iv for iv, r in zip(rec["intervals_s"], run) if r.get("retry_after") is None]
+    if len(own) != len(rec["intervals_s"]):
+        rec["backoff"] = classify(own) | {"excludes_retry_after": True}
     timeouts = [b["request_ts"] - a["request_ts"] for a, b in zip(run, run[1:])
                 if a.get("status") is None]
     if timeouts:

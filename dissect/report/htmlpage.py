@@ -71,6 +71,8 @@ def retry_svg(chain: dict, w: int = 560, h: int = 260) -> str:
     t0 = att[0]["ts"]
     xs = [a["ts"] - t0 for a in att]
     pred = _predicted(chain["backoff"], len(att))
+    if chain["backoff"].get("excludes_retry_after"):
+        pred = None   # the model fits the client's own delays only; the caption says so
     tmax = max(xs + (pred or [])) or 1.0
     n = len(att)
     pl, pr, pt, pb = 50, 20, 20, 40
@@ -132,6 +134,8 @@ def caption(chain: dict) -> str:
     if chain.get("retry_after_s") is not None:
         s += (f" The server asked to wait {chain['retry_after_s']} s (Retry-After): "
               f"{'honoured' if chain.get('retry_after_honoured') else 'ignored'}.")
+    if b.get("excludes_retry_after"):
+        s += " The model is fitted on the client's own delays (not the Retry-After wait)."
     if chain.get("warnings"):
         s += " Warnings: " + ", ".join(chain["warnings"]) + "."
     return s + " Red dots failed, green succeeded; the dashed line is the fitted model."
