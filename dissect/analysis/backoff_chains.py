@@ -33,6 +33,8 @@ RETRY_WINDOW_S = 120.0
 BREAKER_GAP_FACTOR = 3.0
 # Retransmissions closer than this to the previous copy are capture duplicates.
 CAPTURE_DUPLICATE_S = 0.001
+# Chains in lockstep needed to call it a storm.
+STORM_MIN_CLIENTS = 3
 # Fewer calls than this cannot tell a breaker (periodic calls, silence, probe) from backoff.
 MIN_BREAKER_CALLS = 5
 RETRYABLE = {408, 429, 500, 502, 503, 504}
@@ -292,6 +294,90 @@ def dns_chains(records: list) -> list:
     return out
 
 
+def _generic(kind, items, key_of, ts_of, frame_of, outcome_of, failed_of, conns) -> list:
+    """Chains of the same request repeated after failures (gRPC calls, SMTP transactions)."""
+    cmap = {c["id"]: c for c in conns}
+    groups: dict = {}
+    for r in items:
+        if ts_of(r) is None:
+            continue
+        c = cmap.get(r.get("conn")) or {}
+        client = (c.get("client") or {}).get("ip")
+        server = f"{(c.get('server') or {}).get('ip')}:{(c.get('server') or {}).get('port')}"
+        groups.setdefault((client, server, key_of(r)), []).append(r)
+    out = []
+    for (client, server, key), rs in groups.items():
+        rs.sort(key=ts_of)
+        run: list = []
+        for r in rs:
+            if run and ts_of(r) - ts_of(run[-1]) > RETRY_WINDOW_S:
+                run = []
+            run.append(r)
+            if not failed_of(r):
+                if len(run) >= 2:
+                    out.append((client, server, key, run, True))
+                run = []
+        if len(run) >= 2:
+            out.append((client, server, key, run, False))
+    return [_chain(kind, cl, sv, k, [{"frame": frame_of(r), "ts": ts_of(r),
+                                      "outcome": outcome_of(r)} for r in run], ok)
+            for cl, sv, k, run, ok in out]
+
+
+def grpc_chains(records, conns) -> list:
+    calls = [r for r in records if r.get("type") == "grpc"]
+    chains = _generic("grpc", calls, lambda r: r.get("path"), lambda r: r.get("request_ts"),
+                      lambda r: (r.get("frames") or [None])[0],
+                      lambda r: r.get("grpc_status_name") or r.get("grpc_status"),
+                      lambda r: r.get("grpc_status") in (None, 4, 8, 14), conns)
+    # a client that announces grpc-previous-rpc-attempts is retrying even without failures seen
+    for r in calls:
+        if (r.get("previous_rpc_attempts") or 0) and not any(
+                c["key"] == r.get("path") for c in chains):
+            chains.append(_chain("grpc", None, None, r.get("path"), [
+                {"frame": (r.get("frames") or [None])[0], "ts": r.get("request_ts"),
+                 "outcome": r.get("grpc_status_name") or r.get("grpc_status")}], True,
+                previous_rpc_attempts=r.get("previous_rpc_attempts")))
+    return chains
+
+
+def smtp_chains(records, conns) -> list:
+    envs = [r for r in records if r.get("type") == "smtp-envelope"]
+    return _generic("smtp", envs,
+                    lambda r: f"MAIL FROM {r.get('mail_from')} TO {','.join(r.get('rcpt_to') or [])}",
+                    lambda r: r.get("reply_ts"), lambda r: (r.get("frames") or [None])[0],
+                    lambda r: r.get("reply_code"),
+                    lambda r: r.get("reply_code") is None or 400 <= r["reply_code"] < 500, conns)
+
+
+def storms(chains: list) -> list:
+    """Several chains retrying one server in lockstep: the same number of attempts, the
+    same intervals (within 5 %), no jitter, starting together."""
+    by: dict = {}
+    for c in chains:
+        if c["kind"] in ("http", "tcp-reconnect", "syn", "grpc") and len(c["intervals_s"]) >= 2:
+            by.setdefault((c["server"], c["kind"], len(c["attempts"])), []).append(c)
+    out = []
+    for (server, kind, n), cs in by.items():
+        if len(cs) < STORM_MIN_CLIENTS:
+            continue
+        ref = cs[0]["intervals_s"]
+        same = [c for c in cs if all(abs(a - b) <= 0.05 * max(b, 1e-3)
+                                     for a, b in zip(c["intervals_s"], ref))]
+        if len(same) < STORM_MIN_CLIENTS:
+            continue
+        starts = [c["attempts"][0]["ts"] for c in same]
+        spread = max(starts) - min(starts)
+        if spread > ref[0]:
+            continue
+        for c in same:
+            c["warnings"].append("retry-storm")
+        out.append({"type": "retry-storm", "server": server, "kind": kind, "clients": len(same),
+                    "attempts_each": n, "intervals_s": ref, "spread_s": round(spread, 6),
+                    "first_attempts": sorted(starts)})
+    return out
+
+
 # ----------------------------------------------------------------------------- breakers
 
 def _calls(records, conns):
@@ -364,9 +450,10 @@ def detect(res, syns: list | None = None) -> list[dict]:
         syns = getattr(res, "syns", None)
     chains = syn_chains(syns or [], conns) + rto_chains(getattr(res, "retrans", []), conns) + \
         reconnect_chains(conns) + \
-        http_chains(recs, conns) + dns_chains(recs)
+        http_chains(recs, conns) + dns_chains(recs) + grpc_chains(recs, conns) + \
+        smtp_chains(recs, conns)
     chains.sort(key=lambda c: c["attempts"][0]["ts"] or 0)
-    return chains + breakers(recs, conns)
+    return chains + storms(chains) + breakers(recs, conns)
 
 
 def detect_path(path: str) -> list[dict]:

@@ -35,6 +35,7 @@ def render(records) -> str:
     lines = []
     chains = [r for r in records if r["type"] == "retry"]
     brk = [r for r in records if r["type"] == "breaker"]
+    storm = [r for r in records if r["type"] == "retry-storm"]
     if not chains and not brk:
         return "no retry chains and no circuit breakers found"
     for i, c in enumerate(chains, 1):
@@ -53,6 +54,12 @@ def render(records) -> str:
             lines.append(f"  client timeout about {c['timeout_s']:.3f} s")
         for w in c["warnings"]:
             lines.append(f"  warning: {w}")
+        lines.append("")
+    for st in storm:
+        lines.append(f"RETRY STORM: {st['clients']} clients retried {safe(st['server'])} in "
+                     f"lockstep ({st['attempts_each']} attempts each, intervals "
+                     + ", ".join(f"{x:.3f}" for x in st["intervals_s"])
+                     + f" s, first attempts within {st['spread_s'] * 1000:.1f} ms): add jitter")
         lines.append("")
     for b in brk:
         lines.append(f"circuit breaker: {safe(b['client'])} -> {safe(b['server'])}  opened after "

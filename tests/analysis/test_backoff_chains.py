@@ -159,3 +159,38 @@ def test_classifier_never_divides_by_zero():
     run()
     for iv in ([0, 0, 1, 2], [0, 1], [1, 0, 0], [0, 0, 0]):
         classify(iv)
+
+
+def test_storm_of_clients_in_lockstep_and_not_with_jitter():
+    from dissect.analysis.backoff_chains import _chain, storms
+
+    def chain(start, iv):
+        ts, att = start, [{"frame": 1, "ts": start, "outcome": 503}]
+        for x in iv:
+            ts += x
+            att.append({"frame": 1, "ts": ts, "outcome": 503})
+        return _chain("http", "c", "s:80", "GET /", att, False)
+    lockstep = [chain(10.0 + i * 0.002, [0.5, 1.0, 2.0]) for i in range(5)]
+    st = storms(lockstep)
+    assert len(st) == 1 and st[0]["clients"] == 5 and st[0]["spread_s"] < 0.01
+    assert all("retry-storm" in c["warnings"] for c in lockstep)
+    import random
+    rng = random.Random(1)
+    jittered = [chain(10.0 + i * 0.002, [rng.uniform(0, 0.5), rng.uniform(0, 1), rng.uniform(0, 2)])
+                for i in range(5)]
+    assert storms(jittered) == []
+
+
+def test_smtp_and_grpc_chains_from_records():
+    from dissect.analysis.backoff_chains import grpc_chains, smtp_chains
+    conns = [{"id": 0, "client": {"ip": "a", "port": 1}, "server": {"ip": "b", "port": 25}}]
+    envs = [{"type": "smtp-envelope", "conn": 0, "frames": [i], "mail_from": "x@y",
+             "rcpt_to": ["z@w"], "reply_code": code, "reply_ts": t}
+            for i, (code, t) in enumerate([(451, 0.0), (451, 60.0), (250, 180.0)])]
+    c = smtp_chains(envs, conns)
+    assert len(c) == 1 and [a["outcome"] for a in c[0]["attempts"]] == [451, 451, 250]
+    calls = [{"type": "grpc", "conn": 0, "frames": [i], "path": "/s/M", "grpc_status": st,
+              "grpc_status_name": n, "request_ts": t}
+             for i, (st, n, t) in enumerate([(14, "UNAVAILABLE", 0.0), (0, "OK", 0.1)])]
+    g = grpc_chains(calls, conns)
+    assert len(g) == 1 and g[0]["succeeded"] and g[0]["attempts"][0]["outcome"] == "UNAVAILABLE"
