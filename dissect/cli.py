@@ -209,6 +209,8 @@ def _mount_optional():
                       ("dissect.commands.htmlreport", "report"),
                       ("dissect.commands.report_cmd", "report"),
                       ("dissect.commands.grpc_cmd", "grpc"),
+                      ("dissect.commands.expertfollow", "follow"),
+                      ("dissect.commands.expertfollow", "expert"),
                       ("dissect.commands.views", "follow"), ("dissect.commands.views", "expert"),
                       ("dissect.lab.cli", "lab"), ("dissect.craft.cli", "craft"),
                       ("dissect.craft.cli", "capture")):
