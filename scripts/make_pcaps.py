@@ -76,6 +76,18 @@ CAPTURES = [
     ("http-circuit-breaker", "circuit-breaker", 0, 0.0,
      "calls every 0.2 s: three refused connections (RST) open the breaker; silence while "
      "open; half-open probes meet refusal, then 503, then 200 which closes it"),
+    ("http-retry-full", "http-retry-full", 5, 0.0,
+     "a GET retried after five 503s with exponential backoff with full jitter: `dissect retries` fits the model"),
+    ("http-retry-constant", "http-retry-constant", 5, 0.0,
+     "a GET retried after five 503s with a constant delay: `dissect retries` fits the model"),
+    ("http-retry-linear", "http-retry-linear", 5, 0.0,
+     "a GET retried after five 503s with a linearly growing delay (base * n): `dissect retries` fits the model"),
+    ("http-retry-exponential", "http-retry-exponential", 5, 0.0,
+     "a GET retried after five 503s with exponential backoff without jitter, capped at 2 s: `dissect retries` fits the model"),
+    ("http-retry-equal", "http-retry-equal", 5, 0.0,
+     "a GET retried after five 503s with exponential backoff with equal jitter: `dissect retries` fits the model"),
+    ("http-retry-decorrelated", "http-retry-decorrelated", 5, 0.0,
+     "a GET retried after five 503s with decorrelated jitter (min(cap, uniform(base, 3 * previous))): `dissect retries` fits the model"),
 ]
 
 

@@ -87,17 +87,34 @@ def classify(iv: list[float]) -> dict:
         dm = statistics.fmean(diffs)
         if statistics.pstdev(diffs) / dm < 0.15:
             return out | {"model": "linear", "base_s": iv[0], "step_s": dm, "confidence": conf}
-    # jittered exponential: the upper envelope grows; the values spread under it
-    env = [max(iv[: i + 1]) for i in range(n)]
-    growth = env[-1] / env[0] if env[0] > 0 else 0
-    if n >= 2 and (growth >= 1.5 or max(iv) / max(min(iv), 1e-9) >= 2):
-        c = max(v / 2 ** i for i, v in enumerate(iv))
-        if c <= 0:
-            return out | {"model": "irregular", "confidence": conf}
-        q = [v / (c * 2 ** i) for i, v in enumerate(iv)]
-        kind = "equal" if min(q) >= 0.45 else "full"
-        return out | {"model": f"exponential-{kind}-jitter", "base_s": c, "factor": 2.0,
-                      "jitter": round(1 - min(q), 2), "confidence": round(conf * 0.7, 2)}
+    # jittered exponential: the values spread under an envelope min(cap, base * f^i); the
+    # factor is the one whose envelope fits tightest (equal jitter keeps every value in the
+    # upper half of it, full jitter anywhere below it)
+    if n >= 2 and min(iv) >= 0:
+        cap = max(iv)
+        best = None
+        for f in (1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5, 4.0):
+            bb = max(v / f ** i for i, v in enumerate(iv))
+            env = [min(cap, bb * f ** i) for i in range(n)]
+            if env[-1] < 1.5 * env[0]:
+                continue
+            score = min(v / e for v, e in zip(iv, env) if e > 0)
+            if best is None or score > best[0] + 1e-9:
+                best = (score, f, bb)
+        decorrelated = (min(iv) > 0 and
+                        all(iv[i] <= 3.05 * iv[i - 1] for i in range(1, n)) and
+                        any(iv[i] < iv[i - 1] for i in range(1, n)))
+        if best is not None and best[0] >= 0.45:
+            return out | {"model": "exponential-equal-jitter", "base_s": round(best[2], 6),
+                          "factor": best[1], "cap_s": cap, "jitter": round(1 - best[0], 2),
+                          "confidence": round(conf * 0.7, 2)}
+        if decorrelated:
+            return out | {"model": "decorrelated-jitter", "base_s": min(iv), "factor": 3.0,
+                          "cap_s": cap, "jitter": 1.0, "confidence": round(conf * 0.6, 2)}
+        if best is not None:
+            return out | {"model": "exponential-full-jitter", "base_s": round(best[2], 6),
+                          "factor": best[1], "cap_s": cap, "jitter": 1.0,
+                          "confidence": round(conf * 0.6, 2)}
     return out | {"model": "irregular", "confidence": conf}
 
 

@@ -119,6 +119,7 @@ def caption(chain: dict) -> str:
              "linear-then-exponential": "Linux's SYN backoff: equal delays, then doubling",
              "exponential-full-jitter": "exponential backoff with full jitter",
              "exponential-equal-jitter": "exponential backoff with equal jitter",
+             "decorrelated-jitter": "decorrelated jitter (each delay drawn up to 3x the last)",
              "irregular": "no recognisable backoff", "single": "a single retry"}.get(m, m)
     bits = [words]
     if b.get("base_s") is not None:

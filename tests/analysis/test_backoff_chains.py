@@ -194,3 +194,17 @@ def test_smtp_and_grpc_chains_from_records():
              for i, (st, n, t) in enumerate([(14, "UNAVAILABLE", 0.0), (0, "OK", 0.1)])]
     g = grpc_chains(calls, conns)
     assert len(g) == 1 and g[0]["succeeded"] and g[0]["attempts"][0]["outcome"] == "UNAVAILABLE"
+
+
+@pytest.mark.parametrize("policy,model", [
+    ("constant", "constant"), ("linear", "linear"), ("exponential", "exponential"),
+    ("equal", "exponential-equal-jitter"), ("full", "exponential-full-jitter"),
+    ("decorrelated", "decorrelated-jitter")])
+def test_each_policy_of_a_committed_real_run(policy, model):
+    recs, truth = _load(f"http-retry-{policy}")
+    c = [r for r in recs if r["type"] == "retry"]
+    assert len(c) == 1 and c[0]["backoff"]["model"] == model
+    att = [r for r in truth["records"] if r["kind"] == "attempt"]
+    iv = [b["start"] - a["start"] for a, b in zip(att, att[1:])]
+    assert all(_close(x, t) for x, t in zip(c[0]["intervals_s"], iv))
+    assert truth["policy"]["jitter"] == policy

@@ -115,6 +115,42 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "503/500, then 201, and replays the stored 201 for a repeated key",
              params=_frozen({"port": 80, "method": "POST", "fail_codes": [500, 503],
                              "retry_after": {}, "max_attempts": 6, "replay_check": True})),
+    Scenario("http-retry-full", "http", "http-retry-full", _W + "http_retry",
+             "a GET client retrying with exponential backoff and full jitter (base and factor "
+             "from the seed) against a server failing the first five attempts with 503",
+             params=_frozen({"port": 80, "method": "GET", "policy": "full",
+                             "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
+                             "max_attempts": 7})),
+    Scenario("http-retry-constant", "http", "http-retry-constant", _W + "http_retry",
+             "a GET client retrying with a constant delay (base and factor from the seed) against a "
+             "server failing the first five attempts with 503",
+             params=_frozen({"port": 80, "method": "GET", "policy": "constant",
+                             "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
+                             "max_attempts": 7})),
+    Scenario("http-retry-linear", "http", "http-retry-linear", _W + "http_retry",
+             "a GET client retrying with a linearly growing delay (base and factor from the seed) against a "
+             "server failing the first five attempts with 503",
+             params=_frozen({"port": 80, "method": "GET", "policy": "linear",
+                             "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
+                             "max_attempts": 7})),
+    Scenario("http-retry-exponential", "http", "http-retry-exponential", _W + "http_retry",
+             "a GET client retrying with exponential backoff without jitter (base and factor from the seed) against a "
+             "server failing the first five attempts with 503",
+             params=_frozen({"port": 80, "method": "GET", "policy": "exponential",
+                             "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
+                             "max_attempts": 7})),
+    Scenario("http-retry-equal", "http", "http-retry-equal", _W + "http_retry",
+             "a GET client retrying with exponential backoff with equal jitter (base and factor from the seed) against a "
+             "server failing the first five attempts with 503",
+             params=_frozen({"port": 80, "method": "GET", "policy": "equal",
+                             "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
+                             "max_attempts": 7})),
+    Scenario("http-retry-decorrelated", "http", "http-retry-decorrelated", _W + "http_retry",
+             "a GET client retrying with decorrelated jitter (base and factor from the seed) against a "
+             "server failing the first five attempts with 503",
+             params=_frozen({"port": 80, "method": "GET", "policy": "decorrelated",
+                             "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
+                             "max_attempts": 7})),
     Scenario("circuit-breaker", "http", "http-circuit-breaker", _W + "breaker",
              "a client with a circuit breaker (3 failures -> open 1 s, no calls -> half-open "
              "one probe -> closed or open again) calling every 0.2 s while the server is down "

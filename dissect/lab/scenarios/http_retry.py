@@ -94,11 +94,41 @@ def _once(port: int, method: str, path: str, body: bytes | None, headers: dict):
         conn.close()
 
 
+# The policies of AWS's "Exponential Backoff And Jitter" (n = the attempt that failed)
+POLICY_DOC = {
+    "constant": "base",
+    "linear": "base * n",
+    "exponential": "min(cap, base * factor ** (n - 1))",
+    "full": "uniform(0, min(cap, base * factor ** (n - 1)))",
+    "equal": "c / 2 + uniform(0, c / 2) with c = min(cap, base * factor ** (n - 1))",
+    "decorrelated": "min(cap, uniform(base, previous delay * 3))",
+}
+
+
+def backoff_delay(policy: dict, n: int, ceiling: float, rng, prev: float):
+    """(delay, new previous delay) for the policy named in policy["jitter"]."""
+    kind = policy["jitter"]
+    if kind == "constant":
+        d = policy["base_s"]
+    elif kind == "linear":
+        d = policy["base_s"] * n
+    elif kind == "exponential":
+        d = ceiling
+    elif kind == "equal":
+        d = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    elif kind == "decorrelated":
+        d = min(policy["cap_s"], rng.uniform(policy["base_s"], prev * 3))
+    else:
+        d = rng.uniform(0, ceiling)
+    return d, d
+
+
 def client(params, rec):
     seed = params.get("seed", 0)
     method = params["method"]
     max_attempts = int(params["max_attempts"])
     policy = policy_from_seed(seed)
+    policy["jitter"] = params.get("policy", "full")
     jitter = random.Random(f"retry-jitter:{seed}")
     path = "/orders" if method == "POST" else "/resource"
     headers = {"User-Agent": USER_AGENT, "Connection": "close"}
@@ -110,9 +140,9 @@ def client(params, rec):
         policy["idempotency_key"] = key
     rec.policy = {**policy, "max_attempts": max_attempts, "method": method, "path": path,
                   "connection": "new TCP connection per attempt",
-                  "delay": "uniform(0, min(cap, base * factor ** (n - 1))), "
-                           "or Retry-After if longer"}
+                  "delay": POLICY_DOC[policy["jitter"]] + ", or Retry-After if longer"}
     chain = f"{method} {path}"
+    prev = policy["base_s"]
     for n in range(1, max_attempts + 1):
         start = rec.now()
         try:
@@ -133,7 +163,7 @@ def client(params, rec):
             rec.outcome = f"gave up after {n} attempts"
             break
         ceiling = min(policy["cap_s"], policy["base_s"] * policy["factor"] ** (n - 1))
-        drawn = jitter.uniform(0, ceiling)
+        drawn, prev = backoff_delay(policy, n, ceiling, jitter, prev)
         delay = max(drawn, float(retry_after)) if retry_after else drawn
         entry.update(decision="retry", backoff_ceiling_s=round(ceiling, 6),
                      jitter_drawn_s=round(drawn, 6), delay_s=round(delay, 6),
