@@ -88,6 +88,9 @@ CAPTURES = [
      "a GET retried after five 503s with exponential backoff with equal jitter: `dissect retries` fits the model"),
     ("http-retry-decorrelated", "http-retry-decorrelated", 5, 0.0,
      "a GET retried after five 503s with decorrelated jitter (min(cap, uniform(base, 3 * previous))): `dissect retries` fits the model"),
+    ("http-tiers", "tiers", 0, 0.0,
+     "client -> gateway -> backend with retries at two tiers: `dissect cascades` rebuilds "
+     "the trees (amplification 1 -> 3 -> 7 for the first user request)"),
 ]
 
 

@@ -173,6 +173,19 @@ def sections(res) -> list[str]:
     except Exception as e:   # conclusions must never take the report down
         out.append(f"(retry analysis unavailable: {type(e).__name__}: {safe(e)})")
     try:
+        from dissect.analysis.tiers import cascade_records, worst_amplification
+        worst = worst_amplification(cascade_records(res))
+        if worst is not None:
+            root = worst["root"]
+            out.append(f"Cascades ('dissect cascades' for the trees): worst amplification "
+                       f"{' -> '.join(map(str, worst['amplification']))} for "
+                       f"{safe(root['method'])} {safe(root['target'])} from {safe(root['client'])}; "
+                       f"the delay came from tier {worst['delay_tier']}")
+    except ImportError:
+        pass
+    except Exception as e:   # conclusions must never take the report down
+        out.append(f"(cascade analysis unavailable: {type(e).__name__}: {safe(e)})")
+    try:
         out += _findings(res)
     except Exception as e:   # conclusions must never take the report down
         out.append(f"(findings unavailable: {type(e).__name__}: {safe(e)})")

@@ -151,6 +151,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              params=_frozen({"port": 80, "method": "GET", "policy": "decorrelated",
                              "fail_codes": [503, 503, 503, 503, 503], "retry_after": {},
                              "max_attempts": 7})),
+    Scenario("tiers", "http", "http-tiers", _W + "tiers",
+             "three tiers: a client (3 attempts) -> a gateway (3 backend attempts per "
+             "request) -> a backend failing its first 7 requests; plus an unrelated client "
+             "calling the backend directly",
+             params=_frozen({"port": 8081, "backend_failures": 7, "gateway_backoff_s": 0.05,
+                             "client_backoff_s": 0.1})),
     Scenario("circuit-breaker", "http", "http-circuit-breaker", _W + "breaker",
              "a client with a circuit breaker (3 failures -> open 1 s, no calls -> half-open "
              "one probe -> closed or open again) calling every 0.2 s while the server is down "
