@@ -62,55 +62,86 @@ class Engine:
         self.app = app
         self.on_frame = on_frame
 
-    def run(self) -> Result:
+    def run(self, progress: Callable | None = None) -> Result:
+        """One pass over the file. ``progress(frames, bytes)`` is called now and then
+        (every few thousand frames) when given."""
         res = Result(self.path)
-        summary = res.summary
-        transport = None
-        if self.tcp:
-            TA = optional("dissect.analysis.transport", "TransportAnalyzer")
-            if TA is not None:
-                transport = TA(app=self.app)
-        on_frame = self.on_frame
-        empty = Verdict()
+        transport = new_transport(self.tcp, self.app)
         reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet
         res.info = reader.info
         try:
-            for fr in reader:
-                d = decode_frame(fr)
-                summary.add(fr, d)
-                v = empty
-                t = d.transport
-                if transport is not None and t is not None:
-                    v = transport.feed(t)
-                    if v.flags:
-                        summary.flags(v.flags)
-                        if "retransmission" in v.flags and v.values and t.plen:
-                            val = v.values
-                            res.retrans.append((v.conn, t.seq, t.plen, t.frame, t.ts,
-                                                val.get("rto_frame"),
-                                                t.ts - val["rto"] if val.get("rto") else None))
-                    summary.add_conn(d.chain, v.conn, fr.wirelen)
-                    if t.__class__ is TcpSegment and t.flags & 0x12 == 0x02:
-                        res.syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))
-                if on_frame is not None:
-                    on_frame(fr, d, v)
+            analyse_frames(reader, res, transport, self.on_frame, progress=progress)
         except CaptureError as e:
             res.error = e
         finally:
             reader.close()
         for frame, name in reader.warnings:
-            summary.anomaly(name, frame)
-        unsupported = sorted(k for k in summary.anomalies if k.startswith("unsupported-linktype-"))
-        if unsupported and res.error is None:
-            lts = ", ".join(k.rsplit("-", 1)[1] for k in unsupported)
-            n = sum(summary.anomalies[k][0] for k in unsupported)
-            res.error = UnsupportedError(
-                f"link type {lts} is not supported: {n} frame(s) shown as raw data",
-                path=self.path, frame=summary.anomalies[unsupported[0]][1][0])
+            res.summary.anomaly(name, frame)
+        unsupported_error(res, self.path)
         if transport is not None:
             res.connections, res.records = transport.finish()
-            summary.apps = {c["id"]: c.get("app") for c in res.connections if c.get("app")}
-            for r in res.records:
-                if r.get("type") == "anomaly":
-                    summary.anomaly(f"{r.get('protocol')}:{r.get('name')}", r.get("frame"))
+            finish_summary(res)
         return res
+
+
+# Frames between two calls of a progress callback.
+PROGRESS_EVERY = 8192
+
+
+def new_transport(tcp: bool = True, app: bool = True, tag: bool = False):
+    """The transport analyzer (None when TCP analysis is off or not installed)."""
+    if not tcp:
+        return None
+    TA = optional("dissect.analysis.transport", "TransportAnalyzer")
+    return TA(app=app, tag=tag) if TA is not None else None
+
+
+def analyse_frames(frames, res: Result, transport, on_frame=None, progress=None) -> None:
+    """The per-frame work of a run: fast decode, summary, transport analysis, SYN and
+    retransmission lists, ``on_frame``. ``frames`` yields Frames in file order (or one
+    worker's share of them, in file order)."""
+    summary = res.summary
+    empty = Verdict()
+    syns = res.syns
+    retrans = res.retrans
+    for fr in frames:
+        d = decode_frame(fr)
+        summary.add(fr, d)
+        v = empty
+        t = d.transport
+        if transport is not None and t is not None:
+            v = transport.feed(t)
+            if v.flags:
+                summary.flags(v.flags)
+                if "retransmission" in v.flags and v.values and t.plen:
+                    val = v.values
+                    retrans.append((v.conn, t.seq, t.plen, t.frame, t.ts,
+                                    val.get("rto_frame"),
+                                    t.ts - val["rto"] if val.get("rto") else None))
+            summary.add_conn(d.chain, v.conn, fr.wirelen)
+            if t.__class__ is TcpSegment and t.flags & 0x12 == 0x02:
+                syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))
+        if on_frame is not None:
+            on_frame(fr, d, v)
+        if progress is not None and not fr.number % PROGRESS_EVERY:
+            progress(summary.frames, summary.bytes_captured + 16 * summary.frames)
+
+
+def unsupported_error(res: Result, path: str) -> None:
+    summary = res.summary
+    unsupported = sorted(k for k in summary.anomalies if k.startswith("unsupported-linktype-"))
+    if unsupported and res.error is None:
+        lts = ", ".join(k.rsplit("-", 1)[1] for k in unsupported)
+        n = sum(summary.anomalies[k][0] for k in unsupported)
+        res.error = UnsupportedError(
+            f"link type {lts} is not supported: {n} frame(s) shown as raw data",
+            path=path, frame=summary.anomalies[unsupported[0]][1][0])
+
+
+def finish_summary(res: Result) -> None:
+    """What the summary learns once connections and records are known."""
+    summary = res.summary
+    summary.apps = {c["id"]: c.get("app") for c in res.connections if c.get("app")}
+    for r in res.records:
+        if r.get("type") == "anomaly":
+            summary.anomaly(f"{r.get('protocol')}:{r.get('name')}", r.get("frame"))

@@ -21,7 +21,8 @@ class CaptureSummary:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.truncated_frames = 0
-        # (chain, src, dst) -> [packets, bytes, first ts, last ts]
+        # (chain, src, dst) -> [packets, bytes, first ts, last ts, first frame] (the first
+        # frame lets results of several workers merge in the order one pass would give)
         self._cells: dict[tuple, list] = {}
         self.conversations_dropped = 0
         self.anomalies: dict[str, list] = {}           # name -> [count, [frames...]]
@@ -54,7 +55,7 @@ class CaptureSummary:
                 key = (decoded.chain, None, None)
                 cell = self._cells.get(key)
             if cell is None:
-                cell = self._cells[key] = [0, 0, ts, ts]
+                cell = self._cells[key] = [0, 0, ts, ts, fr.number]
         cell[0] += 1
         cell[1] += wl
         if ts > cell[3]:
@@ -63,10 +64,65 @@ class CaptureSummary:
             for a in decoded.anomalies:
                 self.anomaly(a, fr.number)
 
+    def merge(self, parts: list["CaptureSummary"], conn_maps=None) -> None:
+        """Add the counts of ``parts`` (summaries of disjoint sets of frames, e.g. one per
+        worker) so that the result equals one pass over all the frames: cells in order of
+        their first frame, anomaly examples the earliest frames. ``conn_maps[i]`` (a dict)
+        renames the connection ids of part i's per-connection cells (local -> global)."""
+        for i, p in enumerate(parts):
+            conn_map = conn_maps[i].get if conn_maps else None
+            self.frames += p.frames
+            self.bytes_captured += p.bytes_captured
+            self.bytes_wire += p.bytes_wire
+            self.truncated_frames += p.truncated_frames
+            self.conversations_dropped += p.conversations_dropped
+            for ts in (p.first_ts, p.last_ts):
+                if ts is None:
+                    continue
+                if self.first_ts is None or ts < self.first_ts:
+                    self.first_ts = ts
+                if self.last_ts is None or ts > self.last_ts:
+                    self.last_ts = ts
+            for k, v in p.flag_counts.items():
+                self.flag_counts[k] = self.flag_counts.get(k, 0) + v
+            for (chain, conn), (pk, by) in p._conn_cells.items():
+                key = (chain, conn_map(conn) if conn_map and conn is not None else conn)
+                c = self._conn_cells.get(key)
+                if c is None:
+                    self._conn_cells[key] = [pk, by]
+                else:
+                    c[0] += pk
+                    c[1] += by
+        cells = sorted(((c[4], k, c) for p in parts for k, c in p._cells.items()),
+                       key=lambda x: x[0])
+        for _n, key, c in cells:
+            m = self._cells.get(key)
+            if m is None:
+                self._cells[key] = list(c)
+            else:
+                m[0] += c[0]
+                m[1] += c[1]
+                if c[3] > m[3]:
+                    m[3] = c[3]
+                if c[4] < m[4]:
+                    m[4], m[2] = c[4], c[2]
+        names: dict[str, list] = {}
+        for p in parts:
+            for name, (count, frames) in p.anomalies.items():
+                e = names.setdefault(name, [0, []])
+                e[0] += count
+                e[1].extend(frames)
+        for name, (count, frames) in names.items():
+            e = self.anomalies.get(name)
+            if e is None:
+                self.anomalies[name] = e = [0, []]
+            e[0] += count
+            e[1] = (e[1] + sorted(f for f in frames if f is not None))[:MAX_ANOMALY_EXAMPLES]
+
     @property
     def chains(self) -> dict:
         out: dict[tuple, list[int]] = {}
-        for (chain, _s, _d), (pk, by, _f, _l) in self._cells.items():
+        for (chain, _s, _d), (pk, by, _f, _l, _n) in self._cells.items():
             c = out.get(chain)
             if c is None:
                 out[chain] = [pk, by]
@@ -78,7 +134,7 @@ class CaptureSummary:
     @property
     def conversations(self) -> dict:
         out: dict[tuple, list] = {}
-        for (chain, a, b), (pk, by, first, last) in self._cells.items():
+        for (chain, a, b), (pk, by, first, last, _n) in self._cells.items():
             if a is None:
                 continue
             key = (a, b) if a <= b else (b, a)

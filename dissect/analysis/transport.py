@@ -20,7 +20,18 @@ def udp_id(n: int) -> str:
 
 
 class TransportAnalyzer:
-    def __init__(self, app: bool = True):
+    """``tag=True`` is for one worker of a split run (:mod:`dissect.parallel`): every
+    application record gets a merge key (``record_keys``, aligned with the records) that
+    orders the records of all workers as one pass would have emitted them, and
+    :meth:`finish` leaves the capture-level post-processing to whoever merges."""
+
+    def __init__(self, app: bool = True, tag: bool = False):
+        self.tag = tag
+        self.record_keys: list = []
+        self._seen = 0
+        self._rfirst: dict = {}     # conn -> frame of its first reassembly push
+        self._tfirst: dict = {}     # conn -> merge clock of its first application event
+        self._ufirst: dict = {}     # UDP flow id -> its first datagram given to the app
         self.tcp = TcpAnalyzer()
         self.udp = UdpFlows()
         self.app = None
@@ -49,19 +60,36 @@ class TransportAnalyzer:
                     values["bytemap_reason"] = pv.reason
             if self.reasm is not None and pv.conn not in self._closed:
                 self._stream(t, pv)
+                if self.tag:
+                    self._tag((0, t.frame))
             return Verdict(pv.conn, pv.flags, values, pv.direction)
         if type(t) is UdpDatagram:
             fid, d = self.udp.feed(t)
             cid = udp_id(fid)
             if self.app is not None:
                 f = self.udp.flows[fid]
+                if self.tag and cid not in self._ufirst:
+                    self._ufirst[cid] = t.frame
                 self.app.on_datagram(cid, {"client": f.client, "server": f.server, "proto": "udp"},
                                      t.payload, t.frame, t.ts, (t.src, t.sport), (t.dst, t.dport))
+                if self.tag:
+                    self._tag((0, t.frame))
             return Verdict(cid, (), None, d)
         return Verdict()
 
+    def _tag(self, key) -> None:
+        n = len(self.app.records)
+        if n > self._seen:
+            self.record_keys.extend([key] * (n - self._seen))
+            self._seen = n
+
     def _stream(self, seg, pv) -> None:
         conn = pv.conn
+        if self.tag:
+            if conn not in self._rfirst:
+                self._rfirst[conn] = seg.frame
+            if conn not in self._tfirst:
+                self._tfirst[conn] = (0, seg.frame)
         meta = self._meta(conn)
         for it in self.reasm.push(seg, conn, pv.direction):
             self.app.on_stream(conn, meta, it.direction, it.kind, it.value, it.frame, it.ts)
@@ -101,9 +129,14 @@ class TransportAnalyzer:
         if self.reasm is not None:
             for conn, items in self.reasm.finish().items():
                 meta = self._meta(conn)
+                if self.tag:
+                    clock = (1, self._rfirst.get(conn, 0))
+                    self._tfirst.setdefault(conn, clock)
                 for it in items:
                     self.app.on_stream(conn, meta, it.direction, it.kind, it.value, it.frame, it.ts)
                 self.app.on_close(conn, None)
+                if self.tag:
+                    self._tag(clock)
         conns = [c.record() for c in self.tcp.finish()]
         for f in self.udp.flows:
             r = f.record()
@@ -114,6 +147,19 @@ class TransportAnalyzer:
             protos = getattr(self.app, "protocols", {}) or {}
             for c in conns:
                 c["app"] = protos.get(c["id"])
+            if self.tag:
+                # records of the dispatcher's own finish: per connection, TCP ones (in
+                # order of the connection's first application event) before UDP ones
+                for r in records[self._seen:]:
+                    c = r.get("conn")
+                    if type(c) is int and c in self._tfirst:
+                        self.record_keys.append((2, self._tfirst[c]))
+                    elif c in self._ufirst:
+                        self.record_keys.append((3, self._ufirst[c]))
+                    else:
+                        self.record_keys.append((4, 0))
+                self._seen = len(records)
+                return conns, records
             from dissect.analysis.post import postprocess
             records = postprocess(conns, records)
         return conns, records

@@ -1,0 +1,467 @@
+"""Analysis spread over processes, with the same results as one pass.
+
+Captures (one file, or several taken as one capture: frames of the second file follow
+those of the first, numbered on, so connections that span rotated files are one
+connection) are split **by connection**: a frame goes to shard
+``hash(unordered address/port pair) % N``. Each worker reads the files itself, skips the
+frames of other shards after a look at a few header bytes, and runs the ordinary per-frame
+analysis (:func:`dissect.engine.analyse_frames`) on whole connections. The parent merges:
+
+* connection ids are renumbered in order of first frame (exactly tshark's ``tcp.stream``
+  numbering, since a connection is numbered when its first frame is seen; UDP flows the
+  same way);
+* application records are ordered by the merge keys the workers' transport analyzers give
+  them (the frame being analysed when a record was emitted, then the end-of-capture steps
+  in the order one pass runs them), then the capture-level post-processing runs once;
+* the capture summary is merged cell by cell in order of first frame.
+
+Packet lines (``--format jsonl``) are made by the workers and merged by frame number as
+they stream in, so memory stays bounded. The same worker function serves
+:mod:`dissect.distributed` (dask), where each task reads the files from shared storage.
+
+What does not split: frames of other protocols are shared out by frame number (they only
+count in the summary); an FTP data connection is tied to its control connection by
+the application dispatcher while streaming, so captures with FTP control traffic (port 21)
+are not split (one worker takes the whole of them).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+
+from dissect.engine import (Engine, Result, analyse_frames, finish_summary, new_transport,
+                            unsupported_error)
+from dissect.errors import CaptureError
+from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
+
+# Packet lines a worker sends in one message (bigger: fewer messages, more memory).
+LINE_CHUNK = 4096
+# Messages that may wait in one worker's queue before it blocks (bounds the parent's
+# memory when it writes slower than the workers analyse).
+QUEUE_DEPTH = 16
+# Ports whose traffic ties connections together in the application dispatcher (FTP control
+# announces data connections): a capture with them is not split by connection.
+UNSPLITTABLE_PORTS = (21,)
+
+_hdr4 = struct.Struct("!12xHB5xHxB2xII").unpack_from    # etype, vihl, frag, proto, src, dst
+_ports = struct.Struct("!HH").unpack_from
+
+
+def _mix(a: int, p: int) -> int:
+    h = ((a * 0x9E3779B1) ^ (p * 0x85EBCA6B)) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+_fold_cache: dict[str, int] = {}
+
+
+def _fold(ip: str) -> int:
+    """32-bit fold of an address (IPv4: the address itself; IPv6: XOR of its words)."""
+    v = _fold_cache.get(ip)
+    if v is None:
+        try:
+            b = socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        except OSError:
+            b = ip.encode()[:16].ljust(4, b"\0")
+        v = 0
+        for i in range(0, len(b) - len(b) % 4, 4):
+            v ^= int.from_bytes(b[i:i + 4], "big")
+        if len(_fold_cache) < 65536:
+            _fold_cache[ip] = v
+    return v
+
+
+def shard_of_transport(t, nshards: int) -> int:
+    """Shard of a decoded TCP segment / UDP datagram: the same for both directions."""
+    return _mix(_fold(t.src) ^ _fold(t.dst), t.sport ^ t.dport) % nshards
+
+
+def _fast_hash(data, off: int, caplen: int, linktype: int):
+    """Hash of the unordered address/port pair straight from the bytes for Ethernet/IPv4
+    without options, not a fragment, TCP or UDP; None for anything else."""
+    if linktype != 1 or caplen < 38:
+        return None
+    etype, vihl, frag, proto, src, dst = _hdr4(data, off)
+    if etype != 0x0800 or vihl != 0x45 or frag & 0x3FFF or (proto != 6 and proto != 17):
+        return None
+    sp, dp = _ports(data, off + 34)
+    return _mix(src ^ dst, sp ^ dp)
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    result: Result
+    record_keys: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)   # (file index, frame, name)
+    errors: list = field(default_factory=list)     # (file index, CaptureError)
+    infos: list = field(default_factory=list)
+    frames_per_file: list = field(default_factory=list)
+
+
+def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
+    """Own frames of an uncompressed pcap, walking the records directly. ``state`` gets
+    [frames in the file, damaged?]."""
+    src = reader._win.src
+    buf, size = src.buf, src.size
+    info = reader.info
+    order, res = info.byte_order, info.resolution
+    snaplen = info.snaplen
+    lt = info.interfaces[0]["linktype"]
+    rec = struct.Struct(order + "IIII").unpack_from
+    off = 24
+    number = base
+    nwarn = 0
+    fast = _fast_hash
+    while off + 16 <= size:
+        sec, frac, caplen, wirelen = rec(buf, off)
+        start = off + 16
+        end = start + caplen
+        if caplen > MAX_CAPLEN or end > size:
+            break
+        number += 1
+        if counter is not None and not number & 0x3FFF:
+            counter(shard, end)
+        h = fast(buf, start, caplen, lt)
+        if h is None:
+            data = buf[start:end]
+            fr = Frame(number, sec + frac * res, caplen, wirelen, lt, 0, data)
+            t = _decode(fr).transport
+            s = shard_of_transport(t, nshards) if t is not None else number % nshards
+            if s != shard:
+                off = end
+                continue
+        elif h % nshards != shard:
+            off = end
+            continue
+        else:
+            fr = Frame(number, sec + frac * res, caplen, wirelen, lt, 0, buf[start:end])
+        if nwarn < 1000:
+            if caplen > snaplen and snaplen:
+                warnings.append((fidx, number, "caplen-exceeds-snaplen"))
+                nwarn += 1
+            if caplen > wirelen and nwarn < 1000:
+                warnings.append((fidx, number, "caplen-exceeds-wire-length"))
+                nwarn += 1
+            if frac * res >= 1.0 and nwarn < 1000:
+                warnings.append((fidx, number, "timestamp-fraction-out-of-range"))
+                nwarn += 1
+        yield fr
+        off = end
+    state[0] = number - base
+    state[1] = off < size
+    if counter is not None:
+        counter(shard, size)
+
+
+def _reader_frames(reader, base, shard, nshards, state):
+    """Own frames of any capture, through the reader (pcapng, gzip, damaged pcap)."""
+    for fr in reader:
+        state[0] = fr.number
+        h = _fast_hash(fr.data, 0, fr.caplen, fr.linktype)
+        number = base + fr.number
+        if h is None:
+            t = _decode(fr).transport
+            s = shard_of_transport(t, nshards) if t is not None else number % nshards
+        else:
+            s = h % nshards
+        if s == shard:
+            yield fr._replace(number=number)
+
+
+def _decode(fr):
+    from dissect.columns.decode import decode_frame
+    return decode_frame(fr)
+
+
+def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
+                  app: bool = True, lines=None, counter=None) -> ShardResult:
+    """Analyse shard ``shard`` of ``nshards`` of the capture made of ``paths``.
+
+    ``lines(frame, conn, prefix, suffix)``: when given, called per own frame with the JSONL
+    packet line cut where the connection id goes (conn is worker-local, None when the frame
+    has no connection; then prefix is the whole line)."""
+    res = Result(paths[0])
+    transport = new_transport(tcp, app, tag=True)
+    out = ShardResult(shard, res)
+    on_frame = None
+    if lines is not None:
+        from dissect.report.jsonl import packet_line
+
+        def on_frame(fr, d, v):
+            c = v.conn
+            line = packet_line(fr, d, v.flags, None, v.values)
+            if c is None:
+                lines(fr.number, None, line, "")
+            else:
+                p, s = line.split(',"conn":null', 1)
+                lines(fr.number, c, p, s)
+    base = 0
+    for fidx, path in enumerate(paths):
+        try:
+            reader = CaptureReader(path)
+        except CaptureError as e:
+            out.errors.append((fidx, e))
+            out.infos.append(None)
+            out.frames_per_file.append(0)
+            continue
+        out.infos.append(reader.info)
+        state = [0, False]
+        try:
+            info = reader.info
+            if info.format == "pcap" and not info.compressed:
+                gen = _pcap_frames(reader, base, shard, nshards, out.warnings, fidx, counter,
+                                   state)
+                analyse_frames(gen, res, transport, on_frame)
+                if state[1]:
+                    # damage: the reader names it exactly as a one-pass run would
+                    reader.close()
+                    reader = CaptureReader(path)
+                    try:
+                        for _ in reader:
+                            pass
+                    except CaptureError as e:
+                        out.errors.append((fidx, e))
+                    state[0] = reader.frames_read
+            else:
+                try:
+                    analyse_frames(_reader_frames(reader, base, shard, nshards, state),
+                                   res, transport, on_frame)
+                except CaptureError as e:
+                    out.errors.append((fidx, e))
+                state[0] = reader.frames_read
+                if shard == 0:
+                    out.warnings.extend((fidx, base + f, n) for f, n in reader.warnings)
+        finally:
+            reader.close()
+        out.frames_per_file.append(state[0])
+        base += state[0]
+    if transport is not None:
+        res.connections, res.records = transport.finish()
+        out.record_keys = transport.record_keys
+    return out
+
+
+# --------------------------------------------------------------------------- merging
+
+def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Result:
+    """One Result from the shard results of the same capture, as one pass gives it."""
+    parts = sorted(parts, key=lambda p: p.shard)
+    res = Result(paths[0] if len(paths) == 1 else ", ".join(paths))
+    first = parts[0]
+    res.info = next((i for i in first.infos if i is not None), None)
+    # connection ids: in order of first frame, TCP and UDP each
+    tcp, udp = [], []
+    for i, p in enumerate(parts):
+        for c in p.result.connections:
+            (tcp if c.get("proto") == "tcp" else udp).append((c["first_frame"], i, c))
+    tcp.sort(key=lambda x: (x[0], x[1]))
+    udp.sort(key=lambda x: (x[0], x[1]))
+    maps: list[dict] = [{} for _ in parts]
+    conns = []
+    for n, (_f, i, c) in enumerate(tcp):
+        maps[i][c["id"]] = n
+        conns.append(c | {"id": n})
+    for n, (_f, i, c) in enumerate(udp):
+        gid = f"udp/{n}"
+        maps[i][c["id"]] = gid
+        conns.append(c | {"id": gid})
+    # application records in the order one pass emits them
+    keyed = []
+    for i, p in enumerate(parts):
+        m = maps[i]
+        for j, (k, r) in enumerate(zip(p.record_keys, p.result.records)):
+            c = r.get("conn")
+            if c is not None and c in m:
+                r = r | {"conn": m[c]}
+            keyed.append((k, i, j, r))
+    keyed.sort(key=lambda x: x[:3])
+    records = [x[3] for x in keyed]
+    if app and any(p.result.connections or p.result.records for p in parts):
+        from dissect.analysis.post import postprocess
+        records = postprocess(conns, records)
+    res.connections, res.records = conns, records
+    # the summary, then what the file itself warned about
+    res.summary.merge([p.result.summary for p in parts], maps)
+    warns = sorted((w for p in parts for w in p.warnings), key=lambda w: (w[0], w[1]))
+    per_file: dict = {}
+    for fidx, frame, name in warns:
+        k = per_file[fidx] = per_file.get(fidx, 0) + 1
+        if k <= 1000:
+            res.summary.anomaly(name, frame)
+    res.syns = sorted((s for p in parts for s in p.result.syns), key=lambda s: s[0])
+    res.retrans = sorted(((maps[i].get(r[0], r[0]),) + r[1:]
+                          for i, p in enumerate(parts) for r in p.result.retrans),
+                         key=lambda r: r[3])
+    if first.errors:
+        res.error = sorted(first.errors, key=lambda e: e[0])[0][1]
+    unsupported_error(res, res.path)
+    if app or conns:
+        finish_summary(res)
+    return res
+
+
+def _needs_one_pass(parts: list[ShardResult]) -> bool:
+    """Connections the application dispatcher ties together (FTP control -> data) must be
+    seen by one worker."""
+    return len(parts) > 1 and any(r.get("type") == "ftp-expect"
+                                  for p in parts for r in p.result.records)
+
+
+# --------------------------------------------------------------------------- running
+
+def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes):
+    try:
+        buf: list = []
+        lines = None
+        if want_lines:
+            def lines(frame, conn, p, s, _b=buf, _a=buf.append):
+                _a((frame, shard, conn, p, s))
+                if len(_b) >= LINE_CHUNK:
+                    q.put(("lines", _b[:]))
+                    _b.clear()
+        counter = None
+        if progress_arr is not None:
+            def counter(s, off):
+                progress_arr[shard] = off
+        r = analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
+        if buf:
+            q.put(("lines", buf[:]))
+        q.put(("done", r))
+    except BaseException:   # the parent reports it; a worker must never hang the run
+        import traceback
+        q.put(("error", traceback.format_exc()))
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
+        on_line=None, progress=None) -> Result:
+    """Analyse ``paths`` (one capture, or several taken as one) with ``jobs`` processes.
+
+    ``on_line(str)`` gets the JSONL packet lines in frame order (connection ids global);
+    ``progress(done_fraction)`` is called now and then. One file with one job is the plain
+    :class:`~dissect.engine.Engine` run."""
+    paths = [str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    jobs = max(1, jobs or default_jobs())
+    if len(paths) == 1 and jobs == 1:
+        size = _size(paths[0]) or 1
+        cb = None
+        if on_line is not None:
+            from dissect.report.jsonl import packet_line
+
+            def cb(fr, d, v):
+                on_line(packet_line(fr, d, v.flags, v.conn, v.values))
+        prog = (lambda f, b: progress(min(1.0, b / size))) if progress else None
+        return Engine(paths[0], tcp=tcp, app=app, on_frame=cb).run(progress=prog)
+    parts = _run_shards(paths, jobs, tcp, app, on_line, progress)
+    if _needs_one_pass(parts):
+        parts = _run_shards(paths, 1, tcp, app, None, None)
+    return merge(paths, parts, app)
+
+
+def _size(p) -> int:
+    try:
+        return os.path.getsize(p)
+    except OSError:
+        return 0
+
+
+def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult]:
+    if nshards == 1:
+        return [analyse_shard(paths, 0, 1, tcp, app,
+                              _local_lines(on_line) if on_line else None)]
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    sizes = [_size(p) for p in paths]
+    total = sum(sizes) or 1
+    arr = ctx.Array("d", nshards, lock=False) if progress else None
+    queues = [ctx.Queue(QUEUE_DEPTH) for _ in range(nshards)]
+    procs = [ctx.Process(target=_worker, daemon=True,
+                         args=(paths, i, nshards, tcp, app, on_line is not None, queues[i],
+                               arr, sizes)) for i in range(nshards)]
+    for p in procs:
+        p.start()
+    results: dict[int, ShardResult] = {}
+    last = [0.0]
+
+    def tick():
+        if progress is not None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2:
+                last[0] = now
+                progress(min(1.0, min(arr) / total) if len(paths) == 1 else
+                         min(1.0, sum(arr) / nshards / total))
+
+    def stream(i):
+        q = queues[i]
+        while True:
+            try:
+                msg = q.get(timeout=0.2)
+            except Exception:   # queue.Empty: nothing yet
+                if not procs[i].is_alive() and q.empty():
+                    raise RuntimeError(f"worker {i} died (exit code {procs[i].exitcode})")
+                tick()
+                continue
+            kind, val = msg
+            if kind == "lines":
+                yield from val
+            elif kind == "done":
+                results[i] = val
+                return
+            else:
+                raise RuntimeError(f"worker {i} failed:\n{val}")
+
+    try:
+        if on_line is not None:
+            tmaps: list[dict] = [{} for _ in range(nshards)]
+            ntcp = nudp = 0
+            n = 0
+            for _frame, i, conn, p, s in heapq.merge(*(stream(i) for i in range(nshards))):
+                if conn is None:
+                    on_line(p)
+                else:
+                    m = tmaps[i]
+                    g = m.get(conn)
+                    if g is None:
+                        if type(conn) is int:
+                            g = m[conn] = str(ntcp)
+                            ntcp += 1
+                        else:
+                            g = m[conn] = f'"udp/{nudp}"'
+                            nudp += 1
+                    on_line(p + ',"conn":' + g + s)
+                n += 1
+                if not n & 0xFFF:
+                    tick()
+        else:
+            for i in range(nshards):
+                for _ in stream(i):
+                    pass
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    return [results[i] for i in range(nshards)]
+
+
+def _local_lines(on_line):
+    """In-process shard: lines come in frame order already; conn ids are global."""
+    def lines(frame, conn, p, s):
+        if conn is None:
+            on_line(p)
+        else:
+            on_line(p + ',"conn":' + (str(conn) if type(conn) is int else f'"{conn}"') + s)
+    return lines
