@@ -116,34 +116,60 @@ def limits_cmd():
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
-              help="text report, or JSON Lines records (packet records, then connections, "
-                   "application records, and a summary last).")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl", "parquet"]), default="text",
+              show_default=True,
+              help="text report, JSON Lines records (packet records, then connections, "
+                   "application records, and a summary last), or Parquet tables (-o DIR).")
 @click.option("--packets/--no-packets", default=True, show_default=True,
-              help="With --format jsonl: emit one packet record per frame.")
+              help="With --format jsonl/parquet: one packet record per frame.")
 @click.option("--color/--no-color", "color", default=None,
               help="Colour by OSI layer (default: when stdout is a terminal and NO_COLOR is unset).")
-def analyze(file, fmt, packets, color):
-    """The main job: a layer-annotated report of FILE (pcap, pcapng, gzip either)."""
-    from dissect.engine import Engine
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
+              help="Processes (default: all cores). A large capture is split by connection; "
+                   "results are the same as with one.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local processes, or a Dask distributed cluster.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="With --engine dask: the scheduler (default: a LocalCluster).")
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), default=None,
+              help="With --format parquet: the directory for the tables.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
+    """The main job: a layer-annotated report of FILES (pcap, pcapng, gzip either; several
+    files, or a quoted pattern like 'captures/*.pcap', are analysed as one capture)."""
+    from dissect.parallel import expand, run_any
     from dissect.report import jsonl
+    from dissect.report.progress import Progress
     from dissect.report.text import use_colour
+    if fmt == "parquet" and not outdir:
+        raise click.UsageError("--format parquet needs -o DIR")
+    paths = expand(files)
     out = Out()
+    sink = pq = None
+    if fmt == "parquet":
+        from dissect.report.parquet import ParquetOut
+        pq = ParquetOut(outdir)
+        sink = pq.line if packets else None
+    elif fmt == "jsonl" and packets:
+        sink = out.line
+    bar = Progress(quiet=quiet)
+    try:
+        res = run_any(paths, jobs=jobs, engine=engine, scheduler=scheduler, on_line=sink,
+                      progress=bar.update)
+    finally:
+        bar.close()
     if fmt == "jsonl":
-        on_frame = None
-        if packets:
-            def on_frame(fr, d, v):
-                out.line(jsonl.packet_line(fr, d, v.flags, v.conn, v.values))
-        res = Engine(file, on_frame=on_frame).run()
         for c in res.connections:
             out.line(jsonl.dumps(c))
         for r in res.records:
             out.line(jsonl.dumps(r))
-        out.line(jsonl.dumps(res.summary.to_record() | {"file": file,
+        out.line(jsonl.dumps(res.summary.to_record() | {"file": ", ".join(files),
                  "error": str(res.error) if res.error else None}))
+    elif fmt == "parquet":
+        from dissect.analysis.backoff_chains import detect
+        pq.finish(res, detect(res))
     else:
-        res = Engine(file).run()
         from dissect.report.terminal import render_analyze
         out.line(render_analyze(res, colour=use_colour(force=color),
                                 sections=_app_sections(res)))

@@ -127,7 +127,7 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
             break
         number += 1
         if counter is not None and not number & 0x3FFF:
-            counter(shard, end)
+            counter(end, number)
         h = fast(buf, start, caplen, lt)
         if h is None:
             data = buf[start:end]
@@ -157,7 +157,7 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
     state[0] = number - base
     state[1] = off < size
     if counter is not None:
-        counter(shard, size)
+        counter(size, number)
 
 
 def _reader_frames(reader, base, shard, nshards, state):
@@ -173,6 +173,13 @@ def _reader_frames(reader, base, shard, nshards, state):
             s = h % nshards
         if s == shard:
             yield fr._replace(number=number)
+
+
+def _fsize(p) -> int:
+    try:
+        return os.path.getsize(p)
+    except OSError:
+        return 0
 
 
 def _decode(fr):
@@ -203,20 +210,27 @@ def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
                 p, s = line.split(',"conn":null', 1)
                 lines(fr.number, c, p, s)
     base = 0
+    fbase = 0
     for fidx, path in enumerate(paths):
         try:
             reader = CaptureReader(path)
         except CaptureError as e:
+            fbase += _fsize(path)
             out.errors.append((fidx, e))
             out.infos.append(None)
             out.frames_per_file.append(0)
             continue
         out.infos.append(reader.info)
         state = [0, False]
+        fcounter = None
+        if counter is not None:
+            def fcounter(off, number, _fb=fbase):
+                counter(_fb + off, number)
+        fbase += _fsize(path)
         try:
             info = reader.info
             if info.format == "pcap" and not info.compressed:
-                gen = _pcap_frames(reader, base, shard, nshards, out.warnings, fidx, counter,
+                gen = _pcap_frames(reader, base, shard, nshards, out.warnings, fidx, fcounter,
                                    state)
                 analyse_frames(gen, res, transport, on_frame)
                 if state[1]:
@@ -236,6 +250,8 @@ def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
                 except CaptureError as e:
                     out.errors.append((fidx, e))
                 state[0] = reader.frames_read
+                if fcounter is not None:
+                    fcounter(_fsize(path), base + state[0])
                 if shard == 0:
                     out.warnings.extend((fidx, base + f, n) for f, n in reader.warnings)
         finally:
@@ -328,8 +344,9 @@ def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes)
                     _b.clear()
         counter = None
         if progress_arr is not None:
-            def counter(s, off):
-                progress_arr[shard] = off
+            def counter(off, frames):
+                progress_arr[2 * shard] = off
+                progress_arr[2 * shard + 1] = frames
         r = analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
         if buf:
             q.put(("lines", buf[:]))
@@ -351,7 +368,7 @@ def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
     """Analyse ``paths`` (one capture, or several taken as one) with ``jobs`` processes.
 
     ``on_line(str)`` gets the JSONL packet lines in frame order (connection ids global);
-    ``progress(done_fraction)`` is called now and then. One file with one job is the plain
+    ``progress(done_fraction, packets_done)`` is called now and then. One file with one job is the plain
     :class:`~dissect.engine.Engine` run."""
     paths = [str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     jobs = max(1, jobs or default_jobs())
@@ -363,7 +380,7 @@ def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
 
             def cb(fr, d, v):
                 on_line(packet_line(fr, d, v.flags, v.conn, v.values))
-        prog = (lambda f, b: progress(min(1.0, b / size))) if progress else None
+        prog = (lambda f, b: progress(min(1.0, b / size), f)) if progress else None
         return Engine(paths[0], tcp=tcp, app=app, on_frame=cb).run(progress=prog)
     parts = _run_shards(paths, jobs, tcp, app, on_line, progress)
     if _needs_one_pass(parts):
@@ -386,7 +403,7 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult
     ctx = mp.get_context("fork")
     sizes = [_size(p) for p in paths]
     total = sum(sizes) or 1
-    arr = ctx.Array("d", nshards, lock=False) if progress else None
+    arr = ctx.Array("d", 2 * nshards, lock=False) if progress else None
     queues = [ctx.Queue(QUEUE_DEPTH) for _ in range(nshards)]
     procs = [ctx.Process(target=_worker, daemon=True,
                          args=(paths, i, nshards, tcp, app, on_line is not None, queues[i],
@@ -401,8 +418,8 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult
             now = time.monotonic()
             if now - last[0] >= 0.2:
                 last[0] = now
-                progress(min(1.0, min(arr) / total) if len(paths) == 1 else
-                         min(1.0, sum(arr) / nshards / total))
+                done = min(arr[0::2])
+                progress(min(1.0, done / total), int(min(arr[1::2])))
 
     def stream(i):
         q = queues[i]
@@ -425,26 +442,7 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult
 
     try:
         if on_line is not None:
-            tmaps: list[dict] = [{} for _ in range(nshards)]
-            ntcp = nudp = 0
-            n = 0
-            for _frame, i, conn, p, s in heapq.merge(*(stream(i) for i in range(nshards))):
-                if conn is None:
-                    on_line(p)
-                else:
-                    m = tmaps[i]
-                    g = m.get(conn)
-                    if g is None:
-                        if type(conn) is int:
-                            g = m[conn] = str(ntcp)
-                            ntcp += 1
-                        else:
-                            g = m[conn] = f'"udp/{nudp}"'
-                            nudp += 1
-                    on_line(p + ',"conn":' + g + s)
-                n += 1
-                if not n & 0xFFF:
-                    tick()
+            emit_lines((stream(i) for i in range(nshards)), nshards, on_line, tick)
         else:
             for i in range(nshards):
                 for _ in stream(i):
@@ -457,6 +455,31 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult
     return [results[i] for i in range(nshards)]
 
 
+def emit_lines(streams, nshards: int, on_line, tick=None) -> None:
+    """Merge the workers' packet lines by frame number, giving connections their global
+    ids as they first appear (the order of first frames, as in one pass)."""
+    tmaps: list[dict] = [{} for _ in range(nshards)]
+    ntcp = nudp = 0
+    n = 0
+    for _frame, i, conn, p, s in heapq.merge(*streams):
+        if conn is None:
+            on_line(p)
+        else:
+            m = tmaps[i]
+            g = m.get(conn)
+            if g is None:
+                if type(conn) is int:
+                    g = m[conn] = str(ntcp)
+                    ntcp += 1
+                else:
+                    g = m[conn] = f'"udp/{nudp}"'
+                    nudp += 1
+            on_line(p + ',"conn":' + g + s)
+        n += 1
+        if tick is not None and not n & 0xFFF:
+            tick()
+
+
 def _local_lines(on_line):
     """In-process shard: lines come in frame order already; conn ids are global."""
     def lines(frame, conn, p, s):
@@ -465,3 +488,40 @@ def _local_lines(on_line):
         else:
             on_line(p + ',"conn":' + (str(conn) if type(conn) is int else f'"{conn}"') + s)
     return lines
+
+
+# --------------------------------------------------------------------------- the CLI's entry
+
+# Captures smaller than this (all files together) are analysed in one process: starting
+# workers costs more than it saves below a few MB.
+SPLIT_MIN_BYTES = 8 * 1024 * 1024
+
+
+def expand(patterns) -> list[str]:
+    """File arguments with shell-style patterns ('captures/*.pcap') expanded, sorted."""
+    import glob
+    from dissect.errors import CaptureIOError
+    out: list[str] = []
+    for p in patterns:
+        if glob.has_magic(p):
+            found = sorted(glob.glob(p))
+            if not found:
+                raise CaptureIOError("no file matches the pattern", path=p)
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def run_any(paths: list[str], jobs: int | None = None, engine: str = "local",
+            scheduler: str | None = None, tcp: bool = True, app: bool = True,
+            on_line=None, progress=None) -> Result:
+    """What ``dissect analyze`` runs: local processes or a Dask cluster."""
+    if engine == "dask":
+        from dissect import distributed
+        return distributed.run(paths, scheduler=scheduler, jobs=jobs, tcp=tcp, app=app,
+                               on_line=on_line, progress=progress)
+    jobs = jobs or default_jobs()
+    if sum(_size(p) for p in paths) < SPLIT_MIN_BYTES:
+        jobs = 1
+    return run(paths, jobs=jobs, tcp=tcp, app=app, on_line=on_line, progress=progress)
