@@ -1,0 +1,165 @@
+"""Split runs (dissect.parallel) against the one-pass reference path, frame by frame: JSONL
+packet lines, connection records, application records, summary, SYN and retransmission
+lists, capture errors - on every corpus capture, with 2 and 3 shards."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import CORPUS, PCAPS, corpus_files, run_dissect  # noqa: E402
+
+from dissect import parallel  # noqa: E402
+from dissect.engine import Engine  # noqa: E402
+from dissect.report import jsonl  # noqa: E402
+
+
+def _reference(path):
+    lines: list = []
+    res = Engine(str(path), on_frame=lambda fr, d, v: lines.append(
+        jsonl.packet_line(fr, d, v.flags, v.conn, v.values))).run()
+    return res, lines
+
+
+def _same(a, b, la, lb):
+    assert la == lb
+    assert a.connections == b.connections
+    assert a.records == b.records
+    assert a.summary.to_record() == b.summary.to_record()
+    assert a.syns == b.syns
+    assert a.retrans == b.retrans
+    assert str(a.error) == str(b.error)
+    assert type(a.error) is type(b.error)
+
+
+def _corpus():
+    files = [p for p in corpus_files() if p.exists()]
+    if not files:
+        pytest.skip(f"corpus not found at {CORPUS}")
+    return files
+
+
+def test_split_equals_one_pass_on_whole_corpus():
+    """In-process shards (no fork): every shard count gives the reference results."""
+    for path in _corpus():
+        a, la = _reference(path)
+        for n in (2, 3):
+            parts = []
+            lines_by_shard = []
+            for i in range(n):
+                got: list = []
+                parts.append(parallel.analyse_shard(
+                    [str(path)], i, n, lines=lambda f, c, p, s, _g=got, _i=i:
+                    _g.append((f, _i, c, p, s))))
+                lines_by_shard.append(got)
+            if parallel._needs_one_pass(parts):
+                parts = [parallel.analyse_shard([str(path)], 0, 1)]
+            b = parallel.merge([str(path)], parts)
+            lb: list = []
+            parallel.emit_lines((iter(x) for x in lines_by_shard), n, lb.append)
+            _same(a, b, la, lb)
+
+
+def test_split_processes_big_capture():
+    """Real worker processes on the largest committed captures."""
+    caps = sorted(PCAPS.glob("*.pcap"), key=lambda p: -p.stat().st_size)[:3]
+    if not caps:
+        pytest.skip("no committed captures")
+    for path in caps:
+        a, la = _reference(path)
+        lb: list = []
+        b = parallel.run([str(path)], jobs=2, on_line=lb.append)
+        _same(a, b, la, lb)
+
+
+def test_shards_really_split_connections():
+    path = PCAPS / "http-keepalive-loss.pcap"
+    if not path.exists():
+        pytest.skip("capture missing")
+    parts = [parallel.analyse_shard([str(path)], i, 2) for i in range(2)]
+    frames = [p.result.summary.frames for p in parts]
+    whole = Engine(str(path)).run().summary.frames
+    assert sum(frames) == whole
+    # every connection is whole in exactly one shard
+    ids = [(c["first_frame"], c["last_frame"]) for p in parts for c in p.result.connections]
+    assert len(ids) == len(set(ids))
+
+
+def test_ftp_control_and_data_stay_together():
+    """FTP data connections are tied to the control connection: the split run notices and
+    gives the one-pass result."""
+    for name in ("ftp-passive.pcap", "ftp-active.pcap"):
+        path = PCAPS / name
+        if not path.exists():
+            pytest.skip("capture missing")
+        a, la = _reference(path)
+        lb: list = []
+        b = parallel.run([str(path)], jobs=2, on_line=lb.append)
+        _same(a, b, la, lb)
+        assert any(r.get("type") == "ftp-data" for r in b.records)
+
+
+def _split_pcap(src: Path, dst_dir: Path, parts: int) -> list[Path]:
+    data = src.read_bytes()
+    hdr, off, recs = data[:24], 24, []
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    while off + 16 <= len(data):
+        caplen = struct.unpack_from(order + "I", data, off + 8)[0]
+        recs.append(data[off:off + 16 + caplen])
+        off += 16 + caplen
+    k = (len(recs) + parts - 1) // parts
+    out = []
+    for i in range(parts):
+        p = dst_dir / f"part{i}.pcap"
+        p.write_bytes(hdr + b"".join(recs[i * k:(i + 1) * k]))
+        out.append(p)
+    return out
+
+
+def test_rotated_files_are_one_capture(tmp_path):
+    """A capture cut into three files gives the results of the whole file: connections that
+    span files are merged."""
+    path = PCAPS / "http-keepalive-loss.pcap"
+    if not path.exists():
+        pytest.skip("capture missing")
+    a, la = _reference(path)
+    files = [str(p) for p in _split_pcap(path, tmp_path, 3)]
+    for jobs in (1, 2):
+        lb: list = []
+        b = parallel.run(files, jobs=jobs, on_line=lb.append)
+        assert la == lb
+        assert a.connections == b.connections
+        assert a.records == b.records
+        assert a.syns == b.syns and a.retrans == b.retrans
+        sa, sb = a.summary.to_record(), b.summary.to_record()
+        assert sa == sb
+
+
+def test_damaged_capture_same_error_and_frames(tmp_path):
+    path = PCAPS / "http-keepalive-loss.pcap"
+    if not path.exists():
+        pytest.skip("capture missing")
+    bad = tmp_path / "cut.pcap"
+    data = path.read_bytes()
+    bad.write_bytes(data[:len(data) * 2 // 3])
+    a, la = _reference(bad)
+    assert a.error is not None
+    lb: list = []
+    b = parallel.run([str(bad)], jobs=2, on_line=lb.append)
+    _same(a, b, la, lb)
+
+
+def test_cli_jobs_same_output(tmp_path):
+    path = PCAPS / "http-keepalive-loss.pcap"
+    if not path.exists():
+        pytest.skip("capture missing")
+    # (below SPLIT_MIN_BYTES the CLI itself stays in one process; the split is tested above)
+    rc1, out1, err1 = run_dissect("analyze", path, "--format", "jsonl", "-j", "1")
+    rc2, out2, err2 = run_dissect("analyze", path, "--format", "jsonl", "-j", "2", "--quiet")
+    assert rc1 == rc2 == 0, err1 + err2
+    assert out1 == out2
+    assert err2 == ""          # no progress bar when stderr is not a terminal
