@@ -9,8 +9,10 @@ transfers recorded in a private network namespace with nftables dropping ~2 % of
 (default 1,000,000) and thousands of connections. That needs root, tcpdump and nft.
 
 Prints, for each command: wall seconds, packets per second, the ratio to tshark's TCP
-analysis, and peak RSS (the process's maximum resident set; for dissect on an uncompressed
-file this includes the pages of the memory-mapped capture it touched, which are page cache).
+analysis, peak RSS (the largest process's maximum resident set; for dissect on an
+uncompressed file this includes the pages of the memory-mapped capture it touched, which
+are page cache) and peak RssAnon of the whole process tree (the processes' own memory,
+sampled every 50 ms from /proc).
 """
 
 from __future__ import annotations
@@ -115,13 +117,46 @@ def replicate(base: str, out: str, target: int) -> int:
     return n
 
 
-def run(cmd: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS bytes, exit code) of one command, output discarded."""
+def _rss_anon(pid: int) -> int:
+    """RssAnon (bytes) of pid and its children: the processes' own memory, without the
+    page cache of a memory-mapped capture."""
+    total = 0
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def run(cmd: list[str]) -> tuple[float, int, int, int]:
+    """(seconds, peak RSS bytes, peak RssAnon bytes of the process tree sampled every
+    50 ms, exit code) of one command, output discarded."""
+    import threading
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], _rss_anon(p.pid))
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
     _pid, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
-    return dt, ru.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+    stop.set()
+    th.join()
+    return dt, ru.ru_maxrss * 1024, peak[0], os.waitstatus_to_exitcode(status)
 
 
 def count_frames(path: str) -> int:
@@ -151,9 +186,14 @@ def main() -> int:
             print(f"built {cap}: {n} packets, {os.path.getsize(cap) / 1e6:.0f} MB", flush=True)
         frames = count_frames(cap)
         py = sys.executable
+        nj = os.cpu_count() or 1
         cmds = [
-            ("dissect analyze --format jsonl", [py, "-m", "dissect", "analyze", cap, "--format", "jsonl"]),
-            ("dissect analyze (text)", [py, "-m", "dissect", "analyze", cap]),
+            (f"dissect analyze (text, -j {nj})", [py, "-m", "dissect", "analyze", cap, "-q"]),
+            ("dissect analyze (text, -j 1)", [py, "-m", "dissect", "analyze", cap, "-q", "-j", "1"]),
+            (f"dissect analyze --format jsonl -j {nj}",
+             [py, "-m", "dissect", "analyze", cap, "--format", "jsonl", "-q"]),
+            ("dissect analyze --format jsonl -j 1",
+             [py, "-m", "dissect", "analyze", cap, "--format", "jsonl", "-q", "-j", "1"]),
         ]
         if shutil.which("tshark"):
             cmds += [
@@ -166,13 +206,15 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
         results = []
         for name, cmd in cmds:
-            dt, rss, rc = run(cmd)
-            results.append((name, dt, rss, rc))
-        ref = next((dt for n, dt, _, _ in results if n.startswith("tshark TCP")), None)
-        print(f"{'command':48} {'seconds':>8} {'packets/s':>11} {'vs tshark TCP':>14} {'peak RSS':>10}  rc")
-        for name, dt, rss, rc in results:
+            dt, rss, anon, rc = run(cmd)
+            results.append((name, dt, rss, anon, rc))
+        ref = next((dt for n, dt, *_ in results if n.startswith("tshark TCP")), None)
+        print(f"{'command':48} {'seconds':>8} {'packets/s':>11} {'vs tshark TCP':>14} "
+              f"{'peak RSS':>10} {'RssAnon':>10}  rc")
+        for name, dt, rss, anon, rc in results:
             ratio = f"{ref / dt:.2f}x" if ref else "-"
-            print(f"{name:48} {dt:8.2f} {frames / dt:11,.0f} {ratio:>14} {rss / 2**20:8.0f} MB  {rc}")
+            print(f"{name:48} {dt:8.2f} {frames / dt:11,.0f} {ratio:>14} {rss / 2**20:8.0f} MB "
+                  f"{anon / 2**20:7.0f} MB  {rc}")
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
