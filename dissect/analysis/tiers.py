@@ -23,6 +23,8 @@ Record (JSON Lines)::
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 # a downstream request may start/end this much outside its upstream one (clock of one
 # capture point: only the capture's own timestamps matter)
 SLACK_S = 0.0005
@@ -55,15 +57,31 @@ def _transactions(res) -> list[_Tx]:
 
 
 def link(txs: list[_Tx]) -> None:
+    """Parents of every transaction: upstream requests served on the host that sent it,
+    to another service than the one it calls, that enclose it in time. Downstream
+    candidates are looked up by start time (sorted, bisected), so a busy host costs
+    O(n log n + links), not every pair."""
     by_client: dict = {}
     for t in txs:
         by_client.setdefault(t.client, []).append(t)
+    starts: dict = {}
+    for host, lst in by_client.items():
+        lst.sort(key=lambda x: x.start)
+        starts[host] = [x.start for x in lst]
     for up in txs:
         host = up.server.rsplit(":", 1)[0]
-        for down in by_client.get(host, ()):
-            if down is up:
+        lst = by_client.get(host)
+        if not lst:
+            continue
+        st = starts[host]
+        i = bisect_left(st, up.start - SLACK_S)
+        j = bisect_right(st, up.end + SLACK_S)
+        for down in lst[i:j]:
+            # a request to the same service is a peer of the upstream one (another
+            # client's), not a call it made
+            if down is up or down.server == up.server:
                 continue
-            if down.start >= up.start - SLACK_S and down.end <= up.end + SLACK_S:
+            if down.end <= up.end + SLACK_S:
                 down.parents.append(up)
     for t in txs:
         if len(t.parents) == 1:
