@@ -91,6 +91,16 @@ CAPTURES = [
     ("http-tiers", "tiers", 0, 0.0,
      "client -> gateway -> backend with retries at two tiers: `dissect cascades` rebuilds "
      "the trees (amplification 1 -> 3 -> 7 for the first user request)"),
+    ("http-tiers-breaker", "tiers-breaker", 0, 0.0,
+     "three tiers with a circuit breaker in the gateway: `dissect cascades` shows the "
+     "requests it short-circuited (0 attempts reach the backend while it is open) and its "
+     "open / half-open / closed transitions"),
+    ("grpc-tiers", "tiers-grpc", 0, 0.0,
+     "three tiers over gRPC (HTTP/2 streams on persistent channels): `dissect cascades` "
+     "rebuilds the trees (amplification 1 -> 3 -> 7 for the first user request)"),
+    ("tcp-tiers", "tiers-tcp", 0, 0.0,
+     "three tiers over a plain TCP line protocol: `dissect cascades` links the calls from "
+     "request/response turns alone (1 -> 1 -> 3 for the first call)"),
 ]
 
 

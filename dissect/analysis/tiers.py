@@ -6,19 +6,34 @@ address), and the downstream request starts after the upstream request reached B
 before B answered. When several upstream requests at B could have caused it, the link is
 not guessed: the record says ``"ambiguous": true``.
 
-A user request at the edge is a retry chain of the edge client (the same request repeated
-after failures, :func:`dissect.analysis.backoff_chains.http_chains`) or a single request.
+Transactions come from HTTP/1.x records, HTTP/2 streams and gRPC calls (``response_end_ts``,
+the server's END_STREAM, ends them), and ``tcp-exchange`` records (the request/response
+turns of TCP connections of no known protocol).
 
-Record (JSON Lines)::
+A user request at the edge is the edge client's retries of one request (the same client,
+server, method, target and body, repeated within the retry window after a failure) or a
+single request. Plain TCP turns carry no outcome, so each is its own user request.
 
-    {"type": "cascade", "root": {"client", "server", "method", "target", "frame", "ts",
-                                 "status"},
+A circuit breaker inside a tier shows from both sides of it: the tier answers failures
+without any call below (short-circuited) after its calls below failed; its next call below
+is the half-open probe, which closes the breaker or opens it again.
+
+Records (JSON Lines)::
+
+    {"type": "cascade", "root": {"client", "server", "proto", "method", "target", "frame",
+                                 "ts", "status"},
      "tiers": [{"tier": 0, "server": "ip:port", "attempts": 3, "statuses": [502, 502, 200],
-                "own_s": ..., "waiting_s": ...}, ...],
+                "short_circuited": 0, "own_s": ..., "waiting_s": ...}, ...],
      "amplification": [1, 3, 7],      # the user's one request, then attempts per tier
      "delay_tier": 1,                 # the tier with the most time of its own
-     "ambiguous": false, "tree": [{"server", "frame", "ts", "duration_s", "status",
+     "ambiguous": false, "tree": [{"server", "proto", "method", "target", "frame", "ts",
+                                   "duration_s", "status", "ambiguous", "short_circuited",
                                    "children": [...]}, ...]}
+    {"type": "cascade-breaker", "service": "ip:port", "below": "ip:port",
+     "transitions": [{"t", "to": "open|half-open|closed", "reason", "frame"}],
+     "short_circuited": 4,            # requests answered without a call below
+     "attempts_below_per_request_when_forwarded": 1.4,
+     "open_periods": [{"from", "until", "requests"}]}
 """
 
 from __future__ import annotations
@@ -31,28 +46,64 @@ SLACK_S = 0.0005
 
 
 class _Tx:
-    __slots__ = ("rec", "client", "server", "start", "end", "children", "parents")
+    __slots__ = ("rec", "client", "server", "start", "end", "children", "parents", "proto",
+                 "method", "target", "status", "failed", "frame")
 
-    def __init__(self, rec, client, server):
+    def __init__(self, rec, client, server, proto="http"):
         self.rec = rec
         self.client = client
         self.server = server
+        self.proto = proto
         self.start = rec.get("request_ts")
-        self.end = rec.get("response_ts") or self.start
+        self.end = rec.get("response_end_ts") or rec.get("response_ts") or self.start
         self.children: list = []
         self.parents: list = []
+        self.frame = rec.get("request_frame") or (rec.get("frames") or [None])[0]
+        if proto == "grpc":
+            self.method, self.target = "gRPC", rec.get("path")
+            code = rec.get("grpc_status")
+            self.status = rec.get("grpc_status_name") or code
+            # OK, and errors of the caller's own making, are not failures of the callee
+            self.failed = code is None or code not in (0, 3, 5, 6, 7, 9, 11, 12, 16)
+        elif proto == "tcp":
+            self.method, self.target = "TCP", f"{rec.get('request_bytes')} B request"
+            self.status = (f"{rec.get('response_bytes')} B response"
+                           if rec.get("response_frame") is not None else None)
+            self.failed = rec.get("response_frame") is None
+        else:
+            self.method, self.target = rec.get("method"), rec.get("target")
+            self.status = rec.get("status")
+            st = self.status
+            self.failed = not isinstance(st, int) or st >= 500 or st == 429
 
 
 def _transactions(res) -> list[_Tx]:
+    """Every request/response of the capture: HTTP/1.x, HTTP/2 and gRPC streams, and the
+    request/response turns of TCP connections of no known protocol."""
     cmap = {c["id"]: c for c in res.connections}
+    grpc_streams = {(r.get("conn"), r.get("stream_id")) for r in res.records
+                    if r.get("type") == "grpc"}
     out = []
     for r in res.records:
-        if r.get("type") != "http" or r.get("request_ts") is None:
+        kind = r.get("type")
+        if kind == "http":
+            proto = "http"
+        elif kind == "grpc":
+            proto = "grpc"
+        elif kind == "http2" and (r.get("conn"), r.get("stream_id")) not in grpc_streams:
+            proto = "http2"
+            r = r | {"target": r.get("path")}
+        elif kind == "tcp-exchange":
+            proto = "tcp"
+        else:
+            continue
+        if r.get("request_ts") is None:
             continue
         c = cmap.get(r.get("conn"))
         if c is None:
             continue
-        out.append(_Tx(r, c["client"]["ip"], f"{c['server']['ip']}:{c['server']['port']}"))
+        out.append(_Tx(r, c["client"]["ip"], f"{c['server']['ip']}:{c['server']['port']}",
+                       proto))
     return out
 
 
@@ -88,12 +139,12 @@ def link(txs: list[_Tx]) -> None:
             t.parents[0].children.append(t)
 
 
-def _node(t: _Tx) -> dict:
-    return {"server": t.server, "method": t.rec.get("method"), "target": t.rec.get("target"),
-            "frame": t.rec.get("request_frame"), "ts": t.start,
-            "duration_s": round(t.end - t.start, 6), "status": t.rec.get("status"),
-            "ambiguous": len(t.parents) > 1,
-            "children": [_node(c) for c in sorted(t.children, key=lambda x: x.start)]}
+def _node(t: _Tx, short: set) -> dict:
+    return {"server": t.server, "proto": t.proto, "method": t.method, "target": t.target,
+            "frame": t.frame, "ts": t.start,
+            "duration_s": round(t.end - t.start, 6), "status": t.status,
+            "ambiguous": len(t.parents) > 1, "short_circuited": t in short,
+            "children": [_node(c, short) for c in sorted(t.children, key=lambda x: x.start)]}
 
 
 def _union(intervals) -> float:
@@ -110,24 +161,114 @@ def _union(intervals) -> float:
     return tot
 
 
+def _group_retries(roots: list[_Tx]) -> list[list[_Tx]]:
+    """The edge client's retries of one user request as one group: the same request
+    (client, server, method, target, body) repeated within the retry window after a
+    failure. Plain TCP turns carry no outcome, so each is its own group."""
+    from dissect.analysis.backoff_chains import RETRY_WINDOW_S
+    by_key: dict = {}
+    groups = []
+    for t in sorted(roots, key=lambda x: x.start):
+        if t.proto == "tcp":
+            groups.append([t])
+            continue
+        body = t.rec.get("request_body_sha256")
+        if t.proto == "grpc":
+            body = tuple(m.get("data") for m in t.rec.get("messages") or ()
+                         if m.get("direction") == "request")
+        key = (t.client, t.server, t.proto, t.method, t.target, body)
+        run = by_key.get(key)
+        if run and run[-1].failed and t.start - run[-1].start <= RETRY_WINDOW_S:
+            run.append(t)
+        else:
+            run = by_key[key] = [t]
+            groups.append(run)
+    return groups
+
+
+def _breakers(txs: list[_Tx], calls_to: dict) -> tuple[list[dict], set]:
+    """Circuit breakers seen from both sides of a tier: a service that calls another one
+    below answered failures without making any call below (short-circuited) after its
+    calls below had failed; the next call below is the half-open probe, whose outcome
+    closes the breaker or opens it again. Returns the ``cascade-breaker`` records and the
+    short-circuited transactions."""
+    linked = {id(p) for t in txs for p in t.parents}
+    by_server: dict = {}
+    for t in txs:
+        by_server.setdefault(t.server, []).append(t)
+    out, short = [], set()
+    for svc, below in sorted(calls_to.items()):
+        host = svc.rsplit(":", 1)[0]
+        ups = sorted(by_server.get(svc, ()), key=lambda x: x.start)
+        downs = sorted((t for t in txs if t.client == host and t.server == below),
+                       key=lambda x: x.start)
+        sc = [t for t in ups if t.failed and id(t) not in linked]
+        if not sc:
+            continue
+        events = sorted([(t.start, 1, t) for t in sc] + [(t.start, 0, t) for t in downs],
+                        key=lambda e: (e[0], e[1]))
+        state, last_failed, period, periods = "closed", None, None, []
+        transitions = []
+        for ts, kind, t in events:
+            if kind == 1:
+                if state == "closed":
+                    if last_failed is None:
+                        continue          # a failure with nothing failing below: not ours
+                    state = "open"
+                    transitions.append({"t": last_failed.end, "to": "open",
+                                        "reason": "calls below failed",
+                                        "frame": last_failed.frame})
+                    period = {"opened_ts": last_failed.end, "requests": 0}
+                    periods.append(period)
+                short.add(t)
+                period["requests"] += 1
+                continue
+            # a call below
+            if state == "open":
+                transitions.append({"t": t.start, "to": "half-open",
+                                    "reason": "probe call", "frame": t.frame})
+                period["probe_ts"] = t.start
+                state = "open" if t.failed else "closed"
+                transitions.append({"t": t.end, "to": state,
+                                    "reason": "probe failed" if t.failed else "probe succeeded",
+                                    "frame": t.frame})
+                if t.failed:
+                    period = {"opened_ts": t.end, "requests": 0}
+                    periods.append(period)
+            last_failed = t if t.failed else None
+        # how many calls below each request made while the breaker was closed
+        forwarded = [u for u in ups if u.children]
+        per_request = (sum(len(u.children) for u in forwarded) / len(forwarded)
+                       if forwarded else None)
+        periods = [p for p in periods if p["requests"] or p.get("probe_ts")]
+        out.append({"type": "cascade-breaker", "service": svc, "below": below,
+                    "transitions": [x | {"t": round(x["t"], 6)} for x in transitions],
+                    "short_circuited": sum(p["requests"] for p in periods),
+                    "attempts_below_per_request_when_forwarded":
+                        round(per_request, 3) if per_request is not None else None,
+                    "open_periods": [{"from": round(p["opened_ts"], 6),
+                                      "until": round(p["probe_ts"], 6)
+                                      if p.get("probe_ts") else None,
+                                      "requests": p["requests"]} for p in periods]})
+    return out, short
+
+
 def cascade_records(res) -> list[dict]:
-    from dissect.analysis.backoff_chains import http_chains
+    """``cascade`` records (one per user request that caused requests below, or that a
+    tier short-circuited), then ``cascade-breaker`` records."""
     txs = _transactions(res)
     link(txs)
-    by_frame = {t.rec.get("request_frame"): t for t in txs}
+    calls_to: dict = {}
+    for t in txs:
+        for c in t.children:
+            calls_to.setdefault(t.server, {}).setdefault(c.server, 0)
+            calls_to[t.server][c.server] += 1
+    calls_to = {s: max(d, key=d.get) for s, d in calls_to.items()}
+    breakers, short = _breakers(txs, calls_to)
     roots = [t for t in txs if not t.parents]
-    # group the edge's retries of one user request
-    groups, used = [], set()
-    for ch in http_chains(res.records, res.connections):
-        members = [by_frame[a["frame"]] for a in ch["attempts"] if a["frame"] in by_frame]
-        members = [m for m in members if m in roots]
-        if len(members) >= 2:
-            groups.append(members)
-            used.update(id(m) for m in members)
-    groups += [[t] for t in roots if id(t) not in used]
     out = []
-    for g in sorted(groups, key=lambda g: g[0].start):
-        if not any(t.children for t in g):
+    for g in sorted(_group_retries(roots), key=lambda g: g[0].start):
+        if not any(t.children or t in short for t in g):
             continue     # nothing downstream: not a cascade
         tiers, level, ambiguous = [], g, False
         while level:
@@ -137,20 +278,28 @@ def cascade_records(res) -> list[dict]:
                 waiting += w
                 own += max(0.0, (t.end - t.start) - w)
                 ambiguous |= len(t.parents) > 1
+            n_short = sum(1 for t in level if t in short)
             tiers.append({"tier": len(tiers), "server": level[0].server, "attempts": len(level),
-                          "statuses": [t.rec.get("status") for t in level],
+                          "statuses": [t.status for t in level],
+                          "short_circuited": n_short,
                           "own_s": round(own, 6), "waiting_s": round(waiting, 6)})
-            level = [c for t in level for c in sorted(t.children, key=lambda x: x.start)]
+            below = [c for t in level for c in sorted(t.children, key=lambda x: x.start)]
+            if not below and n_short and level[0].server in calls_to:
+                # the tier below was never reached: its breaker held every attempt
+                tiers.append({"tier": len(tiers), "server": calls_to[level[0].server],
+                              "attempts": 0, "statuses": [], "short_circuited": 0,
+                              "own_s": 0.0, "waiting_s": 0.0})
+            level = below
         first = g[0]
         out.append({"type": "cascade",
                     "root": {"client": first.client, "server": first.server,
-                             "method": first.rec.get("method"), "target": first.rec.get("target"),
-                             "frame": first.rec.get("request_frame"), "ts": first.start,
-                             "status": g[-1].rec.get("status")},
+                             "proto": first.proto, "method": first.method,
+                             "target": first.target, "frame": first.frame, "ts": first.start,
+                             "status": g[-1].status},
                     "tiers": tiers, "amplification": [1] + [t["attempts"] for t in tiers],
                     "delay_tier": max(tiers, key=lambda t: t["own_s"])["tier"],
-                    "ambiguous": ambiguous, "tree": [_node(t) for t in g]})
-    return out
+                    "ambiguous": ambiguous, "tree": [_node(t, short) for t in g]})
+    return out + breakers
 
 
 def worst_amplification(records: list[dict]) -> dict | None:

@@ -15,6 +15,53 @@ from dissect.columns.segment import TcpSegment, UdpDatagram
 from dissect.engine import Verdict
 from dissect.engine import optional as _optional
 
+# Request/response turns kept per connection of no known application protocol (the
+# exchanges of a plain TCP protocol; past this, the connection's later turns are counted,
+# not listed).
+MAX_EXCHANGES_PER_CONN = 10000
+
+
+class _Turns:
+    """Request/response turns of one TCP connection, from data segments in capture order:
+    client bytes open an exchange (or extend its request), server bytes answer it."""
+    __slots__ = ("cur", "out", "dropped")
+
+    def __init__(self):
+        self.cur = None
+        self.out: list = []
+        self.dropped = 0
+
+    def data(self, direction: int, plen: int, frame: int, ts: float) -> None:
+        cur = self.cur
+        if direction == 0:
+            if cur is None or cur[5] is not None:
+                if len(self.out) >= MAX_EXCHANGES_PER_CONN:
+                    self.dropped += 1
+                    self.cur = None
+                    return
+                # request frame, request ts, request end ts, request bytes, (response:)
+                # frame, ts, end ts, bytes
+                cur = self.cur = [frame, ts, ts, plen, None, None, None, 0]
+                self.out.append(cur)
+            else:
+                cur[2] = ts
+                cur[3] += plen
+        elif cur is not None:
+            if cur[5] is None:
+                cur[4], cur[5] = frame, ts
+            cur[6] = ts
+            cur[7] += plen
+
+
+def exchange_records(conn: int, turns: _Turns) -> list[dict]:
+    """``{"type": "tcp-exchange", ...}`` records: one request/response turn of a TCP
+    connection whose application protocol is unknown."""
+    return [{"type": "tcp-exchange", "conn": conn, "request_frame": a, "request_ts": b,
+             "request_end_ts": c, "request_bytes": d, "response_frame": e,
+             "response_ts": f, "response_end_ts": g, "response_bytes": h}
+            for a, b, c, d, e, f, g, h in turns.out]
+
+
 def udp_id(n: int) -> str:
     return f"udp/{n}"
 
@@ -38,6 +85,7 @@ class TransportAnalyzer:
         self.reasm = None
         self._closed: set = set()   # connections whose streams were flushed (RST / both FINs)
         self._fins: dict = {}
+        self._turns: dict = {}      # conn -> _Turns while its protocol is not known
         if app:
             Dispatcher = _optional("dissect.analysis.app.dispatch", "AppDispatcher")
             if Dispatcher is not None:
@@ -58,8 +106,19 @@ class TransportAnalyzer:
                 if pv.reason:
                     values["bytemap"] = list(pv.bytemap)
                     values["bytemap_reason"] = pv.reason
-            if self.reasm is not None and pv.conn not in self._closed:
-                self._stream(t, pv)
+            if self.reasm is not None:
+                if t.plen:
+                    # turns are kept until the connection's protocol is known
+                    c = pv.conn
+                    if c not in self.app.protocols:
+                        tr = self._turns.get(c)
+                        if tr is None:
+                            tr = self._turns[c] = _Turns()
+                        tr.data(pv.direction, t.plen, t.frame, t.ts)
+                    elif c in self._turns:
+                        del self._turns[c]
+                if pv.conn not in self._closed:
+                    self._stream(t, pv)
                 if self.tag:
                     self._tag((0, t.frame))
             return Verdict(pv.conn, pv.flags, values, pv.direction)
@@ -145,6 +204,11 @@ class TransportAnalyzer:
         if self.app is not None:
             records = self.app.finish()
             protos = getattr(self.app, "protocols", {}) or {}
+            exchanges = []
+            for conn in sorted(self._turns):
+                if protos.get(conn) is None:
+                    exchanges += exchange_records(conn, self._turns[conn])
+            exchanges.sort(key=lambda r: r["request_frame"])
             for c in conns:
                 c["app"] = protos.get(c["id"])
             if self.tag:
@@ -159,7 +223,12 @@ class TransportAnalyzer:
                     else:
                         self.record_keys.append((4, 0))
                 self._seen = len(records)
+                # exchanges last, in request order (so the merge sorts them the same way)
+                records += exchanges
+                self.record_keys += [(5, r["request_frame"]) for r in exchanges]
+                self._seen = len(records)
                 return conns, records
+            records += exchanges
             from dissect.analysis.post import postprocess
             records = postprocess(conns, records)
         return conns, records

@@ -174,13 +174,20 @@ def sections(res) -> list[str]:
         out.append(f"(retry analysis unavailable: {type(e).__name__}: {safe(e)})")
     try:
         from dissect.analysis.tiers import cascade_records, worst_amplification
-        worst = worst_amplification(cascade_records(res))
+        crecs = cascade_records(res)
+        worst = worst_amplification(crecs)
         if worst is not None:
             root = worst["root"]
-            out.append(f"Cascades ('dissect cascades' for the trees): worst amplification "
-                       f"{' -> '.join(map(str, worst['amplification']))} for "
-                       f"{safe(root['method'])} {safe(root['target'])} from {safe(root['client'])}; "
-                       f"the delay came from tier {worst['delay_tier']}")
+            line = (f"Cascades ('dissect cascades' for the trees): worst amplification "
+                    f"{' -> '.join(map(str, worst['amplification']))} for "
+                    f"{safe(root['method'])} {safe(root['target'])} from "
+                    f"{safe(root['client'])}; the delay came from tier {worst['delay_tier']}")
+            for b in crecs:
+                if b["type"] == "cascade-breaker":
+                    line += (f"; a circuit breaker in {safe(b['service'])} kept "
+                             f"{b['short_circuited']} request(s) from reaching "
+                             f"{safe(b['below'])}")
+            out.append(line)
     except ImportError:
         pass
     except Exception as e:   # conclusions must never take the report down

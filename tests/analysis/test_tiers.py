@@ -63,11 +63,168 @@ def test_committed_three_tier_capture():
 @needs_root
 @needs_tcpdump
 def test_live_three_tier_run(tmp_path):
-    cap = tmp_path / "tiers.pcap"
-    p = subprocess.run([sys.executable, "-m", "dissect", "lab", "tiers", "-w", str(cap)],
+    _check(_run_lab("tiers", tmp_path))
+
+
+def _run_lab(name, tmp_path):
+    cap = tmp_path / f"{name}.pcap"
+    p = subprocess.run([sys.executable, "-m", "dissect", "lab", name, "-w", str(cap)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    _check(cap)
+    return cap
+
+
+def _check_breaker(cap: Path):
+    """The gateway's breaker against what the gateway and the backend recorded: per user
+    request, the attempts at each tier; the requests the gateway answered without calling
+    the backend; the breaker's transitions; and no backend call while it was open."""
+    truth = json.loads(cap.with_suffix(".json").read_text())
+    server = truth["server"]["records"]
+    client = [r for r in truth["client"]["records"] if r["kind"] == "attempt"]
+    recs = cascade_records(Engine(str(cap)).run())
+    trees = [r for r in recs if r["type"] == "cascade"]
+    (brk,) = [r for r in recs if r["type"] == "cascade-breaker"]
+    users = sorted({r["user_request"] for r in client})
+    assert [r["root"]["target"] for r in trees] == [f"/order/{u}" for u in users]
+    for tree, u in zip(trees, users):
+        tries = [r for r in client if r["user_request"] == u]
+        below = [r for r in server if r["kind"] == "gateway-attempt"
+                 and r["path"] == f"/order/{u}"]
+        short = [r for r in server if r["kind"] == "gateway-short-circuit"
+                 and r["path"] == f"/order/{u}" and r["attempt"] == 1]
+        assert tree["amplification"] == [1, len(tries), len(below)], tree["amplification"]
+        assert tree["tiers"][0]["short_circuited"] == len(short)
+        flagged = [n for n in tree["tree"] if n["short_circuited"]]
+        assert len(flagged) == len(short)
+        assert all(n["children"] == [] for n in flagged)
+    # the breaker: the same transitions as the gateway's own, within 25 ms
+    want = truth["server"]["transitions"]
+    assert [x["to"] for x in brk["transitions"]] == [x["to"] for x in want]
+    for got, w in zip(brk["transitions"], want):
+        assert abs(got["t"] - w["t"]) < 0.025, (got, w)
+    assert brk["service"] == "127.0.0.2:8081" and brk["below"] == "127.0.0.3:8082"
+    assert brk["short_circuited"] == sum(
+        1 for r in server if r["kind"] == "gateway-short-circuit" and r["attempt"] == 1)
+    # while open, nothing reached the backend from the gateway (its own records)
+    calls = [r["start"] for r in server if r["kind"] == "backend" and r["path"] == "/item"]
+    for p in brk["open_periods"]:
+        assert p["requests"] >= 1
+        assert not [t for t in calls if p["from"] + 0.001 < t < p["until"] - 0.001]
+    return recs
+
+
+def _check_tcp(cap: Path):
+    """Plain TCP tiers: one tree per client call (turns carry no outcome to group retries
+    by), each with as many backend calls as the gateway made for it."""
+    truth = json.loads(cap.with_suffix(".json").read_text())
+    client = [r for r in truth["client"]["records"] if r["kind"] == "attempt"]
+    gw = [r for r in truth["server"]["records"] if r["kind"] == "gateway-attempt"]
+    res = Engine(str(cap)).run()
+    ex = [r for r in res.records if r["type"] == "tcp-exchange"]
+    # every call of every tier is one exchange: the client's, the gateway's, the unrelated
+    assert len(ex) == len(client) + len(gw) + 1
+    assert all(r["response_frame"] is not None for r in ex)
+    trees = [r for r in cascade_records(res) if r["type"] == "cascade"]
+    by_up: dict = {}
+    for r in gw:
+        by_up.setdefault(r["upstream"], []).append(r)
+    want = [[1, 1, len(v)] for v in sorted(by_up.values(), key=lambda v: v[0]["start"])]
+    assert [t["amplification"] for t in trees] == want
+    assert len(trees) == len(client)
+    assert all(t["root"]["proto"] == "tcp" for t in trees)
+    return trees
+
+
+def _check_grpc(cap: Path):
+    """gRPC tiers: per user request, the client's attempts and the gateway's backend calls
+    (persistent channels: calls are HTTP/2 streams, not connections)."""
+    truth = json.loads(cap.with_suffix(".json").read_text())
+    client = [r for r in truth["client"]["records"] if r["kind"] == "attempt"]
+    gw = [r for r in truth["server"]["records"] if r["kind"] == "gateway-attempt"]
+    trees = [r for r in cascade_records(Engine(str(cap)).run()) if r["type"] == "cascade"]
+    users = sorted({r["user_request"] for r in client})
+    assert len(trees) == len(users)
+    for tree, u in zip(trees, users):
+        tries = [r for r in client if r["user_request"] == u]
+        below = [r for r in gw if r["request"] == f"order {u}"]
+        assert tree["amplification"] == [1, len(tries), len(below)]
+        assert tree["root"]["proto"] == "grpc"
+        assert tree["tiers"][0]["statuses"] == [r["status"] for r in tries]
+        assert tree["tiers"][1]["statuses"] == [r["status"] for r in below]
+        assert not tree["ambiguous"]
+
+
+def test_committed_grpc_capture():
+    cap = PCAPS / "grpc-tiers.pcap"
+    if not cap.exists():
+        pytest.skip("grpc-tiers.pcap not committed")
+    _check_grpc(cap)
+
+
+@needs_root
+@needs_tcpdump
+def test_live_grpc_run(tmp_path):
+    pytest.importorskip("grpc_tools", reason="grpcio-tools not installed")
+    _check_grpc(_run_lab("tiers-grpc", tmp_path))
+
+
+def test_committed_breaker_capture():
+    cap = PCAPS / "http-tiers-breaker.pcap"
+    if not cap.exists():
+        pytest.skip("http-tiers-breaker.pcap not committed")
+    recs = _check_breaker(cap)
+    rc, out, err = run_dissect("cascades", cap)
+    assert rc == 0, err
+    assert "circuit breaker in 127.0.0.2:8081" in out and "short-circuited" in out
+    assert "0 reached 127.0.0.3:8082" in out
+    assert any(r["type"] == "cascade" and r["amplification"][-1] < 3 * r["amplification"][1]
+               for r in recs)
+
+
+def test_committed_tcp_capture():
+    cap = PCAPS / "tcp-tiers.pcap"
+    if not cap.exists():
+        pytest.skip("tcp-tiers.pcap not committed")
+    _check_tcp(cap)
+
+
+@needs_root
+@needs_tcpdump
+def test_live_breaker_run(tmp_path):
+    _check_breaker(_run_lab("tiers-breaker", tmp_path))
+
+
+@needs_root
+@needs_tcpdump
+def test_live_tcp_run(tmp_path):
+    _check_tcp(_run_lab("tiers-tcp", tmp_path))
+
+
+def test_grpc_and_tcp_records_are_transactions():
+    from dissect.analysis.tiers import _transactions
+
+    class R:
+        connections = [{"id": 0, "client": {"ip": "127.0.0.1", "port": 5000},
+                        "server": {"ip": "127.0.0.2", "port": 81}},
+                       {"id": 1, "client": {"ip": "127.0.0.2", "port": 5001},
+                        "server": {"ip": "127.0.0.3", "port": 82}}]
+        records = [
+            {"type": "http2", "conn": 0, "stream_id": 1, "path": "/s/M", "status": 200,
+             "request_ts": 1.0, "response_ts": 1.5, "response_end_ts": 1.6,
+             "request_frame": 4},
+            {"type": "grpc", "conn": 0, "stream_id": 1, "path": "/s/M", "grpc_status": 14,
+             "grpc_status_name": "UNAVAILABLE", "frames": [4, 9], "request_ts": 1.0,
+             "response_ts": 1.5, "response_end_ts": 1.6},
+            {"type": "tcp-exchange", "conn": 1, "request_frame": 6, "request_ts": 1.1,
+             "request_end_ts": 1.1, "request_bytes": 12, "response_frame": 7,
+             "response_ts": 1.3, "response_end_ts": 1.3, "response_bytes": 8}]
+    txs = _transactions(R)
+    assert [t.proto for t in txs] == ["grpc", "tcp"]     # the http2 stream is the gRPC call
+    g, t = txs
+    assert g.failed and g.status == "UNAVAILABLE" and g.end == 1.6 and g.frame == 4
+    assert not t.failed and t.target == "12 B request"
+    link(txs)
+    assert t.parents == [g]
 
 
 def _tx(client, server, start, end):

@@ -195,6 +195,7 @@ class _Stream:
         self.data = [0, 0]
         self.frames: list = []
         self.ts = [None, None]
+        self.end_ts = [None, None]   # when each side ended the stream (END_STREAM)
         self.first_frame = [None, None]
         self.grpc = None          # [_GrpcReader, _GrpcReader] when gRPC
         self.messages: list = []
@@ -427,6 +428,7 @@ class Http2Parser(StreamParser):
             st.grpc[d].push(body, _dir_name(d), st.messages)
         if flags & Flag.END_STREAM:
             st.ended[d] = True
+            st.end_ts[d] = ts
             self._maybe_finish(st, out)
 
     def _unpad(self, flags, payload, frame, out):
@@ -516,6 +518,7 @@ class Http2Parser(StreamParser):
                 st.trailers = hdrs
         if blk["flags"] & Flag.END_STREAM:
             st.ended[d] = True
+            st.end_ts[d] = blk["ts"]
             self._maybe_finish(st, out)
 
     # -- records ------------------------------------------------------------------------
@@ -542,7 +545,7 @@ class Http2Parser(StreamParser):
                "trailers": st.trailers, "content_type": _hget(resp, "content-type")
                or _hget(req, "content-type"),
                "request_body_len": st.data[CLIENT], "response_body_len": st.data[SERVER],
-               "request_ts": t0, "response_ts": t1,
+               "request_ts": t0, "response_ts": t1, "response_end_ts": st.end_ts[SERVER],
                "response_time_s": round(t1 - t0, 6) if t0 is not None and t1 is not None
                else None,
                "request_frame": st.first_frame[CLIENT], "response_frame": st.first_frame[SERVER],
@@ -586,7 +589,8 @@ class Http2Parser(StreamParser):
                             for m in st.messages],
                "messages_dropped": max(0, cli.count + srv.count - len(st.messages)),
                "http_status": rec["status"], "reset": st.reset,
-               "request_ts": rec["request_ts"], "response_ts": rec["response_ts"]}
+               "request_ts": rec["request_ts"], "response_ts": rec["response_ts"],
+               "response_end_ts": rec["response_end_ts"]}
         if cli.partial() or srv.partial():
             out["incomplete_message"] = True
         return out

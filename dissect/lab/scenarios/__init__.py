@@ -153,10 +153,29 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                              "max_attempts": 7})),
     Scenario("tiers", "http", "http-tiers", _W + "tiers",
              "three tiers: a client (3 attempts) -> a gateway (3 backend attempts per "
-             "request) -> a backend failing its first 7 requests; plus an unrelated client "
+             "request) -> a backend failing the first 6 requests from the gateway; plus an unrelated client "
              "calling the backend directly",
-             params=_frozen({"port": 8081, "backend_failures": 7, "gateway_backoff_s": 0.05,
+             params=_frozen({"port": 8081, "backend_failures": 6, "gateway_backoff_s": 0.05,
                              "client_backoff_s": 0.1})),
+    Scenario("tiers-breaker", "http", "http-tiers-breaker", _W + "tiers",
+             "three tiers with a circuit breaker in the gateway (3 backend failures -> open "
+             "0.6 s, then one half-open probe): while it is open the gateway answers 503 "
+             "without calling the backend; 5 user requests, each retried up to 3 times",
+             params=_frozen({"port": 8081, "backend_failures": 4, "gateway_backoff_s": 0.05,
+                             "client_backoff_s": 0.1, "user_requests": 5, "user_gap_s": 0.3,
+                             "breaker": {"failure_threshold": 3, "open_s": 0.6}})),
+    Scenario("tiers-grpc", "grpc", "grpc-tiers", _W + "tiers_grpc",
+             "three tiers over gRPC (one HTTP/2 channel per hop): a client (3 attempts) -> "
+             "a gateway (3 backend attempts per call) -> a backend failing its first 6 calls "
+             "with UNAVAILABLE",
+             params=_frozen({"port": 8081, "backend_failures": 6, "gateway_backoff_s": 0.05,
+                             "client_backoff_s": 0.1}), requires=("grpc", "grpc_tools"),
+             decode_as=(("tcp.port==8081", "http2"), ("tcp.port==8082", "http2"))),
+    Scenario("tiers-tcp", "tcp", "tcp-tiers", _W + "tiers",
+             "three tiers over a plain TCP line protocol (CALL path -> STATUS code), with "
+             "the retries of the tiers scenario: request trees from request/response turns",
+             params=_frozen({"port": 8081, "backend_failures": 6, "gateway_backoff_s": 0.05,
+                             "client_backoff_s": 0.1, "proto": "tcp"})),
     Scenario("circuit-breaker", "http", "http-circuit-breaker", _W + "breaker",
              "a client with a circuit breaker (3 failures -> open 1 s, no calls -> half-open "
              "one probe -> closed or open again) calling every 0.2 s while the server is down "
