@@ -26,7 +26,10 @@ Records (JSON Lines)::
                 "short_circuited": 0, "own_s": ..., "waiting_s": ...}, ...],
      "amplification": [1, 3, 7],      # the user's one request, then attempts per tier
      "delay_tier": 1,                 # the tier with the most time of its own
-     "ambiguous": false, "tree": [{"server", "proto", "method", "target", "frame", "ts",
+     "ambiguous": false,
+     "confidence": 1.0,               # the weakest link of the tree (link_confidence)
+     "tree": [{"server", "confidence" (of its link to its parent; null at the root),
+               "proto", "method", "target", "frame", "ts",
                                    "duration_s", "status", "ambiguous", "short_circuited",
                                    "children": [...]}, ...]}
     {"type": "cascade-breaker", "service": "ip:port", "below": "ip:port",
@@ -43,6 +46,9 @@ from bisect import bisect_left, bisect_right
 # a downstream request may start/end this much outside its upstream one (clock of one
 # capture point: only the capture's own timestamps matter)
 SLACK_S = 0.0005
+# The confidence of a link that needed that slack (the call started before its parent
+# request was complete in the capture, or ended after the answer left).
+CLOCK_SLACK_CONFIDENCE = 0.8
 
 
 class _Tx:
@@ -139,12 +145,29 @@ def link(txs: list[_Tx]) -> None:
             t.parents[0].children.append(t)
 
 
+def link_confidence(parent: _Tx, child: _Tx) -> float:
+    """How cleanly a linked call nests in its one candidate parent: 1.0 when it starts
+    after the parent's request and ends before its answer, CLOCK_SLACK_CONFIDENCE when
+    it needed the clock slack at either edge. (A call that fits in more than one parent is
+    not linked at all: ``ambiguous``.)"""
+    if child.start >= parent.start and child.end <= parent.end:
+        return 1.0
+    return CLOCK_SLACK_CONFIDENCE
+
+
 def _node(t: _Tx, short: set) -> dict:
-    return {"server": t.server, "proto": t.proto, "method": t.method, "target": t.target,
-            "frame": t.frame, "ts": t.start,
+    conf = link_confidence(t.parents[0], t) if len(t.parents) == 1 else None
+    return {"server": t.server, "confidence": conf, "proto": t.proto, "method": t.method,
+            "target": t.target, "frame": t.frame, "ts": t.start,
             "duration_s": round(t.end - t.start, 6), "status": t.status,
             "ambiguous": len(t.parents) > 1, "short_circuited": t in short,
             "children": [_node(c, short) for c in sorted(t.children, key=lambda x: x.start)]}
+
+
+def _descendants(t: _Tx):
+    for c in t.children:
+        yield c
+        yield from _descendants(c)
 
 
 def _union(intervals) -> float:
@@ -298,7 +321,10 @@ def cascade_records(res) -> list[dict]:
                              "status": g[-1].status},
                     "tiers": tiers, "amplification": [1] + [t["attempts"] for t in tiers],
                     "delay_tier": max(tiers, key=lambda t: t["own_s"])["tier"],
-                    "ambiguous": ambiguous, "tree": [_node(t, short) for t in g]})
+                    "ambiguous": ambiguous,
+                    "confidence": min([link_confidence(c.parents[0], c) for t in g
+                                       for c in _descendants(t)] or [1.0]),
+                    "tree": [_node(t, short) for t in g]})
     return out + breakers
 
 

@@ -11,6 +11,8 @@ def _tree(node, depth, lines):
     note = ""
     if node["ambiguous"]:
         note += "  (ambiguous parent)"
+    if node.get("confidence") is not None and node["confidence"] < 1:
+        note += f"  (link confidence {node['confidence']:g}: nested only within the clock slack)"
     if node.get("short_circuited"):
         note += "  (short-circuited: answered without a call below)"
     lines.append(f"{'  ' * depth}- {safe(node['method'])} {safe(node['target'])} -> "
@@ -48,10 +50,12 @@ def render(records) -> str:
     for i, r in enumerate(cascades, 1):
         root = r["root"]
         amp = " -> ".join(map(str, r["amplification"]))
+        weak = r.get("confidence", 1.0)
+        weak_note = f"; weakest link confidence {weak:g}" if weak < 1 else ""
         lines.append(f"cascade {i}: {safe(root['method'])} {safe(root['target'])} from "
                      f"{safe(root['client'])} at {root['ts'] - t0:.3f} s: amplification {amp}; "
                      f"the delay came from tier {r['delay_tier']}"
-                     f"{'; AMBIGUOUS links' if r['ambiguous'] else ''}")
+                     f"{'; AMBIGUOUS links' if r['ambiguous'] else ''}{weak_note}")
         for t in r["tiers"]:
             sc = t.get("short_circuited")
             lines.append(f"  tier {t['tier']} {safe(t['server'])}: {t['attempts']} attempt(s) "

@@ -43,7 +43,7 @@ def _check(cap: Path):
                 tries.append(next(it))
             backend += len(tries)
         assert rec["amplification"] == [1, len(attempts), backend]
-        assert not rec["ambiguous"]
+        assert not rec["ambiguous"] and rec["confidence"] == 1.0
     # the unrelated client (127.0.0.4) called the backend: it is in no tree
     flat = json.dumps(recs)
     unrelated = [r for r in truth["client"]["records"] if r["kind"] == "unrelated"]
@@ -225,6 +225,18 @@ def test_grpc_and_tcp_records_are_transactions():
     assert not t.failed and t.target == "12 B request"
     link(txs)
     assert t.parents == [g]
+
+
+def test_link_confidence():
+    from dissect.analysis.tiers import SLACK_S, link_confidence
+    up = _tx("10.0.0.1", "127.0.0.2:80", 1.0, 2.0)
+    inside = _tx("127.0.0.2", "127.0.0.3:80", 1.1, 1.9)
+    edge = _tx("127.0.0.2", "127.0.0.3:80", 1.0 - SLACK_S / 2, 1.05)
+    outside = _tx("127.0.0.2", "127.0.0.3:80", 1.0 - 3 * SLACK_S, 1.05)
+    link([up, inside, edge, outside])
+    assert inside.parents == [up] and edge.parents == [up] and outside.parents == []
+    assert link_confidence(up, inside) == 1.0
+    assert link_confidence(up, edge) < 1.0
 
 
 def _tx(client, server, start, end):
