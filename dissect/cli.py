@@ -106,6 +106,15 @@ def cli(limits):
         apply(limits)
 
 
+@cli.command("speedups")
+def speedups_cmd():
+    """Which per-packet modules run compiled (scripts/build_speedups.py builds them;
+    DISSECT_PURE_PYTHON=1 turns them off; an edited module runs as Python until rebuilt)."""
+    from dissect.report.text import table
+    from dissect.speedups import status
+    click.echo(table([[m, s] for m, s in status().items()], ["module", "state"]))
+
+
 @cli.command("limits")
 def limits_cmd():
     """The named resource limits and their current values."""

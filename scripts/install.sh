@@ -11,6 +11,9 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v nft     >/dev/null 2>&1 || need+=(nftables)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# a C compiler and the Python headers, for the optional compiled modules
+command -v gcc     >/dev/null 2>&1 || need+=(gcc)
+python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" 2>/dev/null || need+=(python3-dev)
 if [ "${1:-}" = "--test" ]; then
   # the HTML report is checked in headless Chromium
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -26,7 +29,14 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 if [ "${1:-}" = "--test" ]; then
-  python3 -m pip install -q -e '.[test]'
+  python3 -m pip install -q -e '.[test,fast]'
 else
-  python3 -m pip install -q -e .
+  python3 -m pip install -q -e '.[fast]'
+fi
+# compile the per-packet modules (same source, ~1.4x faster); without a compiler dissect
+# runs as pure Python with the same results
+if python3 scripts/build_speedups.py >/tmp/dissect-build-speedups.log 2>&1; then
+  tail -n 1 /tmp/dissect-build-speedups.log
+else
+  echo "compiled modules not built (see /tmp/dissect-build-speedups.log): pure Python" >&2
 fi

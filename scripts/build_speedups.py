@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Compile dissect's per-packet modules with Cython into dissect/_compiled/ (optional).
+
+The modules (dissect.speedups.MODULES) are compiled unchanged; a manifest records the
+SHA-256 of each source, and dissect loads a compiled module only while its source is
+unchanged. Needs Cython and a C compiler with the Python headers; without them (or if a
+module fails to compile) dissect runs as pure Python, with the same results, slower.
+
+    python3 scripts/build_speedups.py [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args(argv)
+    from dissect import speedups
+    try:
+        from Cython.Build import cythonize
+        from setuptools import Extension, setup
+    except ImportError as e:
+        print(f"speedups not built ({e}): dissect runs as pure Python", file=sys.stderr)
+        return 1
+    out = speedups.COMPILED_DIR
+    tmp = Path(tempfile.mkdtemp(prefix="dissect-speedups-"))
+    try:
+        # a copy of the package tree, so the module names (and nothing in the source
+        # tree) come out of the build
+        src = tmp / "src"
+        hashes = {}
+        exts = []
+        for m in speedups.MODULES:
+            path = speedups.source_path(m)
+            rel = Path(*m.split(".")).with_suffix(".py")
+            dst = src / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dst)
+            for parent in rel.parents:
+                if str(parent) != ".":
+                    (src / parent / "__init__.py").touch()
+            hashes[m] = speedups.sha256(path)
+            exts.append(Extension(m, [str(dst)]))
+        cwd = os.getcwd()
+        os.chdir(src)
+        try:
+            mods = cythonize(exts, compiler_directives={"language_level": 3, "binding": True},
+                             quiet=True, nthreads=args.jobs)
+            setup(name="dissect-speedups", ext_modules=mods, script_name="build_speedups",
+                  script_args=["-q", "build_ext", "-b", str(tmp / "lib"), "-t",
+                               str(tmp / "build"), "-j", str(args.jobs)])
+        finally:
+            os.chdir(cwd)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        manifest = {}
+        for m in speedups.MODULES:
+            built = list((tmp / "lib").joinpath(*m.split(".")[:-1]).glob(
+                m.split(".")[-1] + ".*.so")) or list((tmp / "lib").joinpath(
+                    *m.split(".")[:-1]).glob(m.split(".")[-1] + ".so"))
+            if not built:
+                print(f"{m}: not compiled", file=sys.stderr)
+                continue
+            shutil.copyfile(built[0], speedups.compiled_path(m))
+            manifest[m] = {"sha256": hashes[m], "python": sys.implementation.cache_tag}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        print(f"compiled {len(manifest)} of {len(speedups.MODULES)} modules into {out}")
+        return 0 if manifest else 1
+    except SystemExit as e:     # setuptools reports a failed compile this way
+        print(f"speedups not built ({e}): dissect runs as pure Python", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Compiled modules: the same results as the Python source, and never a stale build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import PCAPS, corpus_params  # noqa: E402,F401
+
+from dissect import speedups  # noqa: E402
+
+BUILT = any(s == "compiled" for s in speedups.status().values()) or (
+    os.environ.get(speedups.ENV_PURE) and speedups.MANIFEST.exists())
+needs_build = pytest.mark.skipif(not BUILT, reason="speedups not built "
+                                 "(python3 scripts/build_speedups.py)")
+
+
+def _run(args, pure: bool):
+    env = dict(os.environ)
+    env.pop(speedups.ENV_PURE, None)
+    if pure:
+        env[speedups.ENV_PURE] = "1"
+    p = subprocess.run([sys.executable, "-m", "dissect", *map(str, args)], env=env,
+                       capture_output=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+@needs_build
+@pytest.mark.parametrize("name", ["http-keepalive-loss.pcap", "http-tiers-breaker.pcap",
+                                  "grpc-tiers.pcap", "http-circuit-breaker.pcap",
+                                  "ftp-passive.pcap"])
+def test_compiled_and_pure_python_give_the_same_bytes(name):
+    cap = PCAPS / name
+    if not cap.exists():
+        pytest.skip(f"{name} not committed")
+    for args in (["analyze", cap, "--format", "jsonl", "-j", "1"],
+                 ["analyze", cap, "--no-color", "-j", "2"]):
+        fast = _run(args, pure=False)
+        slow = _run(args, pure=True)
+        assert fast == slow, args
+
+
+@needs_build
+def test_compiled_modules_are_loaded_and_can_be_turned_off():
+    code = ("import dissect.engine, dissect.analysis.tcp as t, dissect.speedups as s; "
+            "print(t.__file__); print(s.active())")
+    env = dict(os.environ)
+    env.pop(speedups.ENV_PURE, None)
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                        text=True, check=True).stdout.splitlines()
+    assert on[0].endswith(".so") and "dissect.analysis.tcp" in on[1]
+    env[speedups.ENV_PURE] = "1"
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert off[0].endswith("tcp.py") and off[1] == "[]"
+
+
+def test_a_changed_source_is_never_shadowed(tmp_path, monkeypatch):
+    """A build whose recorded source hash differs from the source now is 'stale' and not
+    loaded; a matching one is; a build for another Python is 'not built'."""
+    monkeypatch.setattr(speedups, "COMPILED_DIR", tmp_path)
+    monkeypatch.setattr(speedups, "MANIFEST", tmp_path / "manifest.json")
+    monkeypatch.delenv(speedups.ENV_PURE, raising=False)
+    tag = sys.implementation.cache_tag
+    m_ok, m_stale, m_other = speedups.MODULES[:3]
+    for m in (m_ok, m_stale, m_other):
+        speedups.compiled_path(m).write_bytes(b"not loaded by this test")
+    manifest = {m_ok: {"sha256": speedups.sha256(speedups.source_path(m_ok)), "python": tag},
+                m_stale: {"sha256": "0" * 64, "python": tag},
+                m_other: {"sha256": speedups.sha256(speedups.source_path(m_other)),
+                          "python": "cpython-20"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    st = speedups.status()
+    assert st[m_ok] == "compiled" and st[m_stale] == "stale" and st[m_other] == "not built"
+    assert all(st[m] == "not built" for m in speedups.MODULES[3:])
+    monkeypatch.setenv(speedups.ENV_PURE, "1")
+    assert speedups.status()[m_ok] == "off"
