@@ -56,7 +56,9 @@ def main(argv=None) -> int:
         cwd = os.getcwd()
         os.chdir(src)
         try:
-            mods = cythonize(exts, compiler_directives={"language_level": 3, "binding": True},
+            mods = cythonize(exts, compiler_directives={"language_level": 3, "binding": True,
+                                                  # annotations stay hints, as in Python
+                                                  "annotation_typing": False},
                              quiet=True, nthreads=args.jobs)
             setup(name="dissect-speedups", ext_modules=mods, script_name="build_speedups",
                   script_args=["-q", "build_ext", "-b", str(tmp / "lib"), "-t",

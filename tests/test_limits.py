@@ -21,7 +21,9 @@ def test_every_limit_exists_with_a_reason_comment(name):
     for mod, attr in LIMITS[name][1]:
         m = importlib.import_module(mod)
         assert isinstance(getattr(m, attr), (int, float))
-        src = Path(m.__file__).read_text()
+        # the source, also when the module runs compiled (dissect.speedups)
+        from dissect.speedups import source_path
+        src = source_path(mod).read_text()
         # the constant is defined with a reason: a comment on its line or just above
         lines = src.splitlines()
         i = next(i for i, l in enumerate(lines) if l.startswith(f"{attr} ="))

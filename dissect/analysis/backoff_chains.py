@@ -67,7 +67,9 @@ def classify(iv: list[float]) -> dict:
                                         for i in range(k, n)):
         return out | {"model": "linear-then-exponential", "base_s": iv[0], "factor": 2.0,
                       "linear_steps": k, "confidence": conf}
-    ratios = [iv[i] / iv[i - 1] for i in range(1, n) if iv[i - 1] > 0]
+    # (a gap too small to divide by, e.g. a denormal, gives no finite ratio: left out)
+    ratios = [r for r in (iv[i] / iv[i - 1] for i in range(1, n) if iv[i - 1] > 0)
+              if math.isfinite(r)]
     if ratios and all(r > 1.3 for r in ratios):
         f = math.exp(statistics.fmean(math.log(r) for r in ratios))
         spread = statistics.pstdev(ratios) / f if len(ratios) > 1 else 0.0

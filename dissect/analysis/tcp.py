@@ -233,7 +233,8 @@ class _Dir:
         self.bm_dupacks = 0          # dup ACKs from the peer for the current bm_acked
         self.bm_isn_set = False
         self.hist_counts: dict = {}
-        self.ctl_seen: set = set()   # (SYN|FIN bit, seq) of payload-less SYNs/FINs sent
+        self.ctl_seen: set | None = None   # (SYN|FIN bit, seq) of payload-less SYNs/FINs
+                                           # sent (made on the first one)
 
     def unwrap(self, raw: int) -> int:
         d = (raw - self.bm_lastraw) & M32
@@ -256,7 +257,7 @@ class Connection:
     """One TCP connection (one tcp.stream)."""
     __slots__ = ("id", "client", "server", "cdir", "sdir", "flipped", "history",
                  "first_frame", "last_frame", "start_ts", "last_ts", "irtt", "ts_mru_syn",
-                 "hs_syn", "hs_synack", "hs_ack", "dirs", "key", "ostate", "rstate",
+                 "hs_syn", "hs_synack", "hs_ack", "d_a", "d_b", "key", "ostate", "rstate",
                  "reused", "frames", "npackets")
 
     def __init__(self, cid: int, key, first: TcpSegment):
@@ -272,7 +273,10 @@ class Connection:
         a = (first.src, first.sport)
         b = (first.dst, first.dport)
         da, db = _Dir(a), _Dir(b)
-        self.dirs = {a: da, b: db} if a != b else {a: da}
+        # the directions by first sender (a) and first receiver (b); a connection from an
+        # endpoint to itself has one direction
+        self.d_a = da
+        self.d_b = db if a != b else da
         fl = first.flags
         flipped = False
         if fl & SYN:
@@ -465,8 +469,10 @@ class TcpAnalyzer:
         flags = seg.flags
         ts = seg.ts
         frame = seg.frame
-        fwd = conn.dirs[a]
-        rev = conn.dirs.get(b, fwd)
+        if conn.d_a.ep == a:
+            fwd, rev = conn.d_a, conn.d_b
+        else:
+            fwd, rev = conn.d_b, conn.d_a
         ta = 0
 
         # A SYN on known ports: another ISN starts a new conversation ("ports reused"); the
@@ -476,8 +482,7 @@ class TcpAnalyzer:
             if seq != fwd.base_seq:
                 conn = self._new_conn(key, seg)
                 conn.reused = True
-                fwd = conn.dirs[a]
-                rev = conn.dirs.get(b, fwd)
+                fwd, rev = conn.d_a, conn.d_b   # the SYN's sender is the new first sender
                 ta |= A_REUSED_PORTS
             else:
                 fwd.nextseq = fwd.maxseqtobeacked
@@ -773,6 +778,8 @@ class TcpAnalyzer:
             out.append(BM_DUPLICATE_FRAME)
         elif not plen and flags & (SYN | FIN) and not flags & RST:
             marks = fwd.ctl_seen
+            if marks is None:
+                marks = fwd.ctl_seen = set()
             k = (flags & (SYN | FIN), seq)
             if k in marks:
                 out.append(BM_RETRANSMISSION)
@@ -834,6 +841,19 @@ class TcpAnalyzer:
     def finish(self) -> list[Connection]:
         """All connections, in id order (call once the capture is done)."""
         return list(self.connections)
+
+    def drain_records(self) -> list[dict]:
+        """``Connection.record()`` of every connection, in id order, releasing each
+        connection's state as its record is made (so the end of a run does not hold both).
+        The analyzer is empty afterwards."""
+        self._conns.clear()
+        conns = self.connections
+        out = []
+        for i in range(len(conns)):
+            out.append(conns[i].record())
+            conns[i] = None
+        self.connections = []
+        return out
 
 
 _WS_RETRANS = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION

@@ -196,7 +196,7 @@ class TransportAnalyzer:
                 self.app.on_close(conn, None)
                 if self.tag:
                     self._tag(clock)
-        conns = [c.record() for c in self.tcp.finish()]
+        conns = self.tcp.drain_records()
         for f in self.udp.flows:
             r = f.record()
             r["id"] = udp_id(f.id)
