@@ -20,14 +20,47 @@ from dissect.io.capture import CaptureReader
 
 
 class Verdict:
-    """Per-frame analysis result: connection id, tshark-named flags, analysis values."""
-    __slots__ = ("conn", "flags", "values", "direction")
+    """Per-frame analysis result: connection id, tshark-named flags, analysis values.
 
-    def __init__(self, conn=None, flags=(), values=None, direction=None):
+    ``values`` (tshark's ``tcp.analysis.*`` values of the frame, and the byte-map verdict
+    where it disagrees) is made from the TCP verdict ``pv`` on first use: most frames
+    are never shown, and building it for each was a tenth of a run."""
+    __slots__ = ("conn", "flags", "_values", "direction", "_pv")
+
+    def __init__(self, conn=None, flags=(), values=None, direction=None, pv=None):
         self.conn = conn
         self.flags = flags
-        self.values = values
+        self._values = values
         self.direction = direction
+        self._pv = pv
+
+    @property
+    def values(self):
+        pv = self._pv
+        if pv is not None:
+            self._pv = None
+            self._values = tcp_values(pv)
+        return self._values
+
+    @values.setter
+    def values(self, v):
+        self._pv = None
+        self._values = v
+
+
+def tcp_values(pv) -> dict:
+    """The analysis values of a TCP frame's verdict (``PacketVerdict``), as the packet
+    records show them: those that are set, under tshark's field names."""
+    values = {k: v for k, v in (
+        ("ack_rtt", pv.ack_rtt), ("acks_frame", pv.acked_frame),
+        ("bytes_in_flight", pv.bytes_in_flight),
+        ("duplicate_ack_num", pv.dupack_num),
+        ("duplicate_ack_frame", pv.dupack_frame), ("rto", pv.rto),
+        ("rto_frame", pv.rto_frame), ("initial_rtt", pv.irtt)) if v is not None}
+    if pv.reason:
+        values["bytemap"] = list(pv.bytemap)
+        values["bytemap_reason"] = pv.reason
+    return values
 
 
 @dataclass

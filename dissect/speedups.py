@@ -53,6 +53,26 @@ def sha256(path: Path) -> str | None:
         return None
 
 
+def types_path(module: str) -> Path:
+    """The module's optional Cython declarations (an augmenting ``.pxd`` beside the source:
+    C types for the compiled build only)."""
+    return source_path(module).with_suffix(".pxd")
+
+
+def module_hash(module: str) -> str | None:
+    """SHA-256 of what a build of ``module`` is made from: its source, and its ``.pxd``
+    when it has one."""
+    h = hashlib.sha256()
+    try:
+        h.update(source_path(module).read_bytes())
+        pxd = types_path(module)
+        if pxd.exists():
+            h.update(b"\0pxd\0" + pxd.read_bytes())
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def status() -> dict[str, str]:
     """For each module: ``compiled`` (the build matches the source), ``stale`` (the source
     changed since the build), ``not built``, or ``off`` (DISSECT_PURE_PYTHON)."""
@@ -67,7 +87,7 @@ def status() -> dict[str, str]:
         so = compiled_path(m)
         if not b or b.get("python") != tag or not so.exists():
             out[m] = "not built"
-        elif b.get("sha256") != sha256(source_path(m)):
+        elif b.get("sha256") != module_hash(m):
             out[m] = "stale"
         elif os.environ.get(ENV_PURE):
             out[m] = "off"

@@ -48,10 +48,12 @@ def main(argv=None) -> int:
             dst = src / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dst)
+            if speedups.types_path(m).exists():
+                shutil.copyfile(speedups.types_path(m), dst.with_suffix(".pxd"))
             for parent in rel.parents:
                 if str(parent) != ".":
                     (src / parent / "__init__.py").touch()
-            hashes[m] = speedups.sha256(path)
+            hashes[m] = speedups.module_hash(m)
             exts.append(Extension(m, [str(dst)]))
         cwd = os.getcwd()
         os.chdir(src)
@@ -80,7 +82,8 @@ def main(argv=None) -> int:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         print(f"compiled {len(manifest)} of {len(speedups.MODULES)} modules into {out}")
         return 0 if manifest else 1
-    except SystemExit as e:     # setuptools reports a failed compile this way
+    except (SystemExit, Exception) as e:   # setuptools reports a failed compile as
+        # SystemExit, Cython as CompileError: either way dissect runs as pure Python
         print(f"speedups not built ({e}): dissect runs as pure Python", file=sys.stderr)
         return 1
     finally:

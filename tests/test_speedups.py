@@ -71,9 +71,9 @@ def test_a_changed_source_is_never_shadowed(tmp_path, monkeypatch):
     m_ok, m_stale, m_other = speedups.MODULES[:3]
     for m in (m_ok, m_stale, m_other):
         speedups.compiled_path(m).write_bytes(b"not loaded by this test")
-    manifest = {m_ok: {"sha256": speedups.sha256(speedups.source_path(m_ok)), "python": tag},
+    manifest = {m_ok: {"sha256": speedups.module_hash(m_ok), "python": tag},
                 m_stale: {"sha256": "0" * 64, "python": tag},
-                m_other: {"sha256": speedups.sha256(speedups.source_path(m_other)),
+                m_other: {"sha256": speedups.module_hash(m_other),
                           "python": "cpython-20"}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     st = speedups.status()

@@ -37,6 +37,7 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _SFR = SYN | FIN | RST
 
 M32 = 0xFFFFFFFF
+_tnew = tuple.__new__
 HALF = 0x80000000
 
 # --- Wireshark's analysis flag bits (TCP_A_* in packet-tcp.h) --------------------------------
@@ -677,9 +678,13 @@ class TcpAnalyzer:
         # tshark prints the iRTT inside the per-frame analysis record, which exists only for
         # frames with a flag, an acked segment or a bytes-in-flight computation.
         irtt = conn.irtt if conn.irtt and (ta or acked_frame or dry_bif) else None
-        return PacketVerdict(frame, conn.id, 0 if fwd is conn.cdir else 1, flag_names(ta),
-                             ack_rtt, acked_frame, bif, dup_num, dup_frame, rto, rto_frame,
-                             irtt, bm, reason)
+        names = _names_cache.get(ta)
+        if names is None:
+            names = flag_names(ta)
+        # tuple.__new__: the NamedTuple without its Python-level __new__
+        return _tnew(PacketVerdict, (frame, conn.id, 0 if fwd is conn.cdir else 1, names,
+                                     ack_rtt, acked_frame, bif, dup_num, dup_frame, rto,
+                                     rto_frame, irtt, bm, reason))
 
     # -----------------------------------------------------------------------------------
     def _new_conn(self, key, seg: TcpSegment) -> Connection:
@@ -802,7 +807,11 @@ class TcpAnalyzer:
                 conn._hist(fwd, "T")
             elif high is not None and s < high:
                 # fills a hole: never seen before
-                sacked_above = any(x[0] >= e for x in fwd.bm_sacked)
+                sacked_above = False
+                for x in fwd.bm_sacked:
+                    if x[0] >= e:
+                        sacked_above = True
+                        break
                 if fwd.bm_dupacks >= 2 or sacked_above:
                     out.append(BM_LOST_UPSTREAM)
                     fwd.retrans += 1
@@ -899,3 +908,20 @@ def _disagreement(ta: int, bm: tuple[str, ...]) -> str | None:
     if BM_CAPTURE_LOSS in bm and not ta & A_ACK_LOST_PACKET:
         reasons.append("acknowledges bytes the capture never saw")
     return "; ".join(reasons) or None
+
+
+# Compiled (scripts/build_speedups.py with tcp.pxd), the constants above are C integers that
+# Python cannot see; this keeps every one of them importable either way.
+globals().update(
+    FIN=FIN, SYN=SYN, RST=RST, PSH=PSH, ACK=ACK, _SFR=_SFR, M32=M32, HALF=HALF,
+    A_RETRANSMISSION=A_RETRANSMISSION, A_LOST_PACKET=A_LOST_PACKET,
+    A_ACK_LOST_PACKET=A_ACK_LOST_PACKET, A_KEEP_ALIVE=A_KEEP_ALIVE,
+    A_DUPLICATE_ACK=A_DUPLICATE_ACK, A_ZERO_WINDOW=A_ZERO_WINDOW,
+    A_ZERO_WINDOW_PROBE=A_ZERO_WINDOW_PROBE, A_ZERO_WINDOW_PROBE_ACK=A_ZERO_WINDOW_PROBE_ACK,
+    A_KEEP_ALIVE_ACK=A_KEEP_ALIVE_ACK, A_OUT_OF_ORDER=A_OUT_OF_ORDER,
+    A_FAST_RETRANSMISSION=A_FAST_RETRANSMISSION, A_WINDOW_UPDATE=A_WINDOW_UPDATE,
+    A_WINDOW_FULL=A_WINDOW_FULL, A_REUSED_PORTS=A_REUSED_PORTS,
+    A_SPURIOUS_RETRANSMISSION=A_SPURIOUS_RETRANSMISSION,
+    TCP_MAX_UNACKED_SEGMENTS=TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT=BIF_SANE_LIMIT,
+    _INACTIVE=_INACTIVE, _SYN_SENT=_SYN_SENT, _SYN_ACK_SENT=_SYN_ACK_SENT, _PARTIAL=_PARTIAL,
+    _ESTABLISHED=_ESTABLISHED, _CLOSED=_CLOSED, _RESET=_RESET)

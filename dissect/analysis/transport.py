@@ -85,6 +85,7 @@ class TransportAnalyzer:
         self.reasm = None
         self._closed: set = set()   # connections whose streams were flushed (RST / both FINs)
         self._fins: dict = {}
+        self._metas: dict = {}      # conn -> its meta dict (made once, dropped at close)
         self._turns: dict = {}      # conn -> _Turns while its protocol is not known
         if app:
             Dispatcher = _optional("dissect.analysis.app.dispatch", "AppDispatcher")
@@ -95,17 +96,8 @@ class TransportAnalyzer:
     def feed(self, t) -> Verdict:
         if type(t) is TcpSegment:
             pv = self.tcp.feed(t)
-            values = None
-            if pv.flags or pv.ack_rtt is not None or pv.irtt is not None:
-                values = {k: v for k, v in (
-                    ("ack_rtt", pv.ack_rtt), ("acks_frame", pv.acked_frame),
-                    ("bytes_in_flight", pv.bytes_in_flight),
-                    ("duplicate_ack_num", pv.dupack_num),
-                    ("duplicate_ack_frame", pv.dupack_frame), ("rto", pv.rto),
-                    ("rto_frame", pv.rto_frame), ("initial_rtt", pv.irtt)) if v is not None}
-                if pv.reason:
-                    values["bytemap"] = list(pv.bytemap)
-                    values["bytemap_reason"] = pv.reason
+            # the values are made from pv only when someone reads them (Verdict.values)
+            lazy = pv if (pv.flags or pv.ack_rtt is not None or pv.irtt is not None) else None
             if self.reasm is not None:
                 if t.plen:
                     # turns are kept until the connection's protocol is known
@@ -121,7 +113,7 @@ class TransportAnalyzer:
                     self._stream(t, pv)
                 if self.tag:
                     self._tag((0, t.frame))
-            return Verdict(pv.conn, pv.flags, values, pv.direction)
+            return Verdict(pv.conn, pv.flags, None, pv.direction, lazy)
         if type(t) is UdpDatagram:
             fid, d = self.udp.feed(t)
             cid = udp_id(fid)
@@ -158,6 +150,7 @@ class TransportAnalyzer:
             self.reasm.close(conn)
             self._closed.add(conn)
             self._fins.pop(conn, None)
+            self._metas.pop(conn, None)
             return
         # a connection that is over frees its reassembly buffers now, not at the end of
         # the capture: memory follows the concurrent connections, not all of them
@@ -170,10 +163,13 @@ class TransportAnalyzer:
                 self._close(conn, seg)
 
     def _meta(self, conn) -> dict:
-        c = self.tcp.connections[conn] if conn < len(self.tcp.connections) else None
-        if c is None:
-            return {"proto": "tcp"}
-        return {"client": c.client, "server": c.server, "proto": "tcp"}
+        m = self._metas.get(conn)
+        if m is None:
+            c = self.tcp.connections[conn] if conn < len(self.tcp.connections) else None
+            m = {"proto": "tcp"} if c is None else \
+                {"client": c.client, "server": c.server, "proto": "tcp"}
+            self._metas[conn] = m
+        return m
 
     def _close(self, conn, seg) -> None:
         meta = self._meta(conn)
@@ -182,6 +178,7 @@ class TransportAnalyzer:
         self.app.on_close(conn, seg.ts)
         self._closed.add(conn)
         self._fins.pop(conn, None)
+        self._metas.pop(conn, None)
 
     def finish(self) -> tuple[list, list]:
         records: list = []
