@@ -179,9 +179,12 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
         from dissect.analysis.backoff_chains import detect
         pq.finish(res, detect(res))
     else:
+        from dissect.engine import gc_paused
         from dissect.report.terminal import render_analyze
-        out.line(render_analyze(res, colour=use_colour(force=color),
-                                sections=_app_sections(res)))
+        with gc_paused():
+            text = render_analyze(res, colour=use_colour(force=color),
+                                  sections=_app_sections(res))
+        out.line(text)
     _finish(res, out)
 
 

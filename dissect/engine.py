@@ -9,6 +9,8 @@ show packets can build field trees for just the frames they show.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -87,6 +89,22 @@ def optional(modname: str, attr: str):
         return None
 
 
+@contextmanager
+def gc_paused():
+    """Python's cycle collector off for the duration (restored after). An analysis keeps
+    hundreds of thousands of objects alive and makes almost no cyclic garbage (375 objects
+    in a 200,000-frame run, measured), yet each collection walks the live ones: on the
+    1,000,000-frame benchmark the collector took a quarter of the run. Reference counting
+    still frees everything else at once."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class Engine:
     def __init__(self, path: str, *, tcp: bool = True, app: bool = True,
                  on_frame: Callable | None = None):
@@ -98,6 +116,10 @@ class Engine:
     def run(self, progress: Callable | None = None) -> Result:
         """One pass over the file. ``progress(frames, bytes)`` is called now and then
         (every few thousand frames) when given."""
+        with gc_paused():
+            return self._run(progress)
+
+    def _run(self, progress) -> Result:
         res = Result(self.path)
         transport = new_transport(self.tcp, self.app)
         reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet

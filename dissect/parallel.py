@@ -35,8 +35,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from dissect.engine import (Engine, Result, analyse_frames, finish_summary, new_transport,
-                            unsupported_error)
+from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
+                            new_transport, unsupported_error)
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
 
@@ -194,6 +194,11 @@ def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
     ``lines(frame, conn, prefix, suffix)``: when given, called per own frame with the JSONL
     packet line cut where the connection id goes (conn is worker-local, None when the frame
     has no connection; then prefix is the whole line)."""
+    with gc_paused():
+        return _analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
+
+
+def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter) -> ShardResult:
     res = Result(paths[0])
     transport = new_transport(tcp, app, tag=True)
     out = ShardResult(shard, res)
@@ -517,6 +522,11 @@ def run_any(paths: list[str], jobs: int | None = None, engine: str = "local",
             scheduler: str | None = None, tcp: bool = True, app: bool = True,
             on_line=None, progress=None) -> Result:
     """What ``dissect analyze`` runs: local processes or a Dask cluster."""
+    with gc_paused():
+        return _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress)
+
+
+def _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress) -> Result:
     if engine == "dask":
         from dissect import distributed
         return distributed.run(paths, scheduler=scheduler, jobs=jobs, tcp=tcp, app=app,

@@ -24,12 +24,17 @@ from pathlib import Path
 
 # The modules every frame goes through: reading, the fast decoder, TCP analysis, the
 # transport glue, reassembly, the summary, the engine loop, the split run's frame sharing,
-# and the application dispatcher with the most common parser (HTTP/1.x).
+# and the application dispatcher with the most common parser (HTTP/1.x); then the
+# analyses that run once over all records.
 MODULES = ("dissect.io.capture", "dissect.columns.decode", "dissect.columns.segment",
            "dissect.analysis.tcp", "dissect.analysis.transport", "dissect.analysis.reassembly",
            "dissect.analysis.flows", "dissect.analysis.summary", "dissect.engine",
            "dissect.parallel", "dissect.analysis.app.dispatch", "dissect.analysis.app.base",
-           "dissect.analysis.app.http")
+           "dissect.analysis.app.http",
+           # and what runs once over all records at the end (serial in a split run)
+           "dissect.analysis.findings.timing", "dissect.analysis.findings.conversations",
+           "dissect.analysis.findings.cleartext", "dissect.analysis.backoff_chains",
+           "dissect.analysis.tiers", "dissect.analysis.post", "dissect.report.sections")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 COMPILED_DIR = PACKAGE_DIR / "_compiled"
