@@ -116,6 +116,9 @@ BIF_SANE_LIMIT = 2000000000
 # probe (>= 10 ms) or three duplicate ACKs, none of which can come within 2 ms twice with
 # nothing in between.
 DUPLICATE_FRAME_MAX_GAP_S = 0.002
+# SYN/FIN marks of one direction kept as a tuple up to this many (a set costs 216 bytes
+# per direction for what is nearly always one SYN and one FIN); a set past it.
+CTL_MARKS_AS_TUPLE = 8
 # Zeek logs repeated history letters (T, W, G) on a log-10 scale: at 1, 10, 100, ... events.
 HISTORY_REPEATED = "TWG"
 
@@ -234,8 +237,9 @@ class _Dir:
         self.bm_dupacks = 0          # dup ACKs from the peer for the current bm_acked
         self.bm_isn_set = False
         self.hist_counts: dict = {}
-        self.ctl_seen: set | None = None   # (SYN|FIN bit, seq) of payload-less SYNs/FINs
-                                           # sent (made on the first one)
+        self.ctl_seen = None   # (SYN|FIN bit, seq) of payload-less SYNs/FINs sent: a tuple
+                               # while short (usually a SYN and a FIN), a set past
+                               # CTL_MARKS_AS_TUPLE
 
     def unwrap(self, raw: int) -> int:
         d = (raw - self.bm_lastraw) & M32
@@ -783,14 +787,18 @@ class TcpAnalyzer:
             out.append(BM_DUPLICATE_FRAME)
         elif not plen and flags & (SYN | FIN) and not flags & RST:
             marks = fwd.ctl_seen
-            if marks is None:
-                marks = fwd.ctl_seen = set()
             k = (flags & (SYN | FIN), seq)
-            if k in marks:
+            if marks is not None and k in marks:
                 out.append(BM_RETRANSMISSION)
                 fwd.retrans += 1
                 conn._hist(fwd, "T")
+            elif marks is None:
+                fwd.ctl_seen = (k,)
+            elif type(marks) is tuple and len(marks) < CTL_MARKS_AS_TUPLE:
+                fwd.ctl_seen = marks + (k,)
             else:
+                if type(marks) is tuple:
+                    marks = fwd.ctl_seen = set(marks)
                 marks.add(k)
         elif plen:
             high = fwd.bm_high

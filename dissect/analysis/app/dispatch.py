@@ -132,7 +132,8 @@ class AppDispatcher:
             self._probe(conn, st, final=True)
         if st.state == "parsing":
             self._call(conn, st, "close", ts)
-        st.items = []
+        st.items = ()
+        st.heads = st.buffered = st.meta = None
         st.state = "closed" if st.state == "parsing" else st.state
         # keep the name for the flows table, drop the buffers
         st.parser = None
@@ -156,14 +157,18 @@ class AppDispatcher:
             except Exception as e:
                 self._fail(conn, st, None, e)
                 return
-            items, st.items = st.items, []
+            items, st.items = st.items, ()
             for it in items:
                 if st.state != "parsing":
                     break
                 self._feed(conn, st, *it)
         elif final:
             st.state = "unknown"
-            st.items = []
+            st.items = ()
+        if st.state != "probing":
+            # what only probing needed (up to 2 x 512 bytes of head per connection, kept
+            # to the end of the capture otherwise)
+            st.heads = st.buffered = st.meta = None
 
     def _feed(self, conn, st, direction, kind, value, frame, ts) -> None:
         if kind == "data":
@@ -188,7 +193,8 @@ class AppDispatcher:
         self.records.append(anomaly(st.name or "?", name, frame, detail[:300], conn))
         st.state = "failed"
         st.parser = None
-        st.items = []
+        st.items = ()
+        st.heads = st.buffered = st.meta = None
 
     def _emit(self, conn, out) -> None:
         if not out:
