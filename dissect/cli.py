@@ -182,18 +182,19 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
         from dissect.engine import gc_paused
         from dissect.report.terminal import render_analyze
         with gc_paused():
+            from dissect.parallel import default_jobs
             text = render_analyze(res, colour=use_colour(force=color),
-                                  sections=_app_sections(res))
+                                  sections=_app_sections(res, (jobs or default_jobs()) > 1))
         out.line(text)
     _finish(res, out)
 
 
-def _app_sections(res) -> list:
+def _app_sections(res, parallel: bool = False) -> list:
     try:
         from dissect.report.sections import sections
     except ImportError:
         return []
-    return sections(res)
+    return sections(res, parallel=parallel)
 
 
 @cli.command()

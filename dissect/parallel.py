@@ -51,6 +51,7 @@ UNSPLITTABLE_PORTS = (21,)
 
 _hdr4 = struct.Struct("!12xHB5xHxB2xII").unpack_from    # etype, vihl, frag, proto, src, dst
 _ports = struct.Struct("!HH").unpack_from
+_tnew = tuple.__new__    # a NamedTuple without its Python-level __new__
 
 
 def _mix(a: int, p: int) -> int:
@@ -131,7 +132,7 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
         h = fast(buf, start, caplen, lt)
         if h is None:
             data = buf[start:end]
-            fr = Frame(number, sec + frac * res, caplen, wirelen, lt, 0, data)
+            fr = _tnew(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0, data))
             t = _decode(fr).transport
             s = shard_of_transport(t, nshards) if t is not None else number % nshards
             if s != shard:
@@ -141,7 +142,8 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
             off = end
             continue
         else:
-            fr = Frame(number, sec + frac * res, caplen, wirelen, lt, 0, buf[start:end])
+            fr = _tnew(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0,
+                                buf[start:end]))
         if nwarn < 1000:
             if caplen > snaplen and snaplen:
                 warnings.append((fidx, number, "caplen-exceeds-snaplen"))

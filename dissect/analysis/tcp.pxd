@@ -82,5 +82,6 @@ cdef class TcpAnalyzer:
                    is_orig=cython.bint, st=cython.longlong, pst=cython.longlong,
                    seq=cython.longlong, s=cython.longlong, e=cython.longlong,
                    npk=cython.longlong, a_=cython.longlong, lo=cython.longlong,
-                   dup=cython.bint)
+                   dup=cython.bint, ack=cython.longlong, win=cython.longlong,
+                   ts=cython.double)
     cpdef _records(self, Connection conn, _Dir fwd, _Dir rev, seg, long long ta)

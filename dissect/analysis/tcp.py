@@ -462,18 +462,15 @@ class TcpAnalyzer:
 
     # -----------------------------------------------------------------------------------
     def feed(self, seg: TcpSegment) -> PacketVerdict:
-        src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
+        # one unpacking instead of a dozen attribute lookups
+        (frame, ts, src, dst, sport, dport, seq, ack, flags, win, seglen, opts, _payload,
+         _poff, _vlan, _iface) = seg
         a = (src, sport)
         b = (dst, dport)
         key = (a, b) if a <= b else (b, a)
         conn = self._conns.get(key)
         if conn is None:
             conn = self._new_conn(key, seg)
-        seq = seg.seq
-        ack = seg.ack
-        flags = seg.flags
-        ts = seg.ts
-        frame = seg.frame
         if conn.d_a.ep == a:
             fwd, rev = conn.d_a, conn.d_b
         else:
@@ -500,8 +497,6 @@ class TcpAnalyzer:
         if conn.frames is not None:
             conn.frames.append(frame)
         fwd.sack = ()
-        seglen = seg.plen
-        win = seg.win
 
         # ---- tcp_analyze_sequence_number -------------------------------------------------
         if not fwd.base_set:
@@ -654,7 +649,6 @@ class TcpAnalyzer:
                 bif = inf - 1 if fin_syn else inf
 
         # ---- options, SYN bookkeeping, iRTT (after the analysis, as in dissect_tcp) -----
-        opts = seg.options
         if opts is not None:
             if opts.wscale is not None:
                 fwd.win_scale = min(opts.wscale, 14)
@@ -700,12 +694,10 @@ class TcpAnalyzer:
         return conn
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
-        flags = seg.flags
-        plen = seg.plen
-        frame = seg.frame
+        (frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, win, plen, opts, payload,
+         _poff, _vlan, _iface) = seg
         fwd.packets += 1
         fwd.bytes += plen
-        opts = seg.options
         is_orig = fwd is conn.cdir
         if flags & SYN:
             if opts is not None:
@@ -758,7 +750,7 @@ class TcpAnalyzer:
                 st = _CLOSED
                 if fwd.fin_frame is None:
                     fwd.fin_frame = frame
-        if seg.win == 0 and not flags & (SYN | FIN | RST):
+        if win == 0 and not flags & (SYN | FIN | RST):
             conn._hist(fwd, "W")
             fwd.zwin += 1
         if is_orig:
@@ -767,7 +759,6 @@ class TcpAnalyzer:
             conn.rstate, conn.ostate = st, pst
 
         # ---- byte map -----------------------------------------------------------------
-        seq = seg.seq
         if not fwd.bm_isn_set:
             fwd.bm_isn_set = True
             fwd.bm_lastraw = seq
@@ -778,11 +769,11 @@ class TcpAnalyzer:
         reason = None
         prev = fwd.bm_last
         npk = conn.npackets = conn.npackets + 1
-        fwd.bm_last = (seq, seg.ack, seg.win, flags, plen, seg.payload, seg.ts, npk)
+        fwd.bm_last = (seq, ack, win, flags, plen, payload, ts, npk)
         # the same packet twice, back to back (nothing from anyone in between: a real
         # retransmission that quick needs the peer's duplicate ACKs first)
         dup = prev is not None and prev[:6] == fwd.bm_last[:6] and prev[7] == npk - 1 and \
-            seg.ts - prev[6] < DUPLICATE_FRAME_MAX_GAP_S and (plen or flags & (SYN | FIN))
+            ts - prev[6] < DUPLICATE_FRAME_MAX_GAP_S and (plen or flags & (SYN | FIN))
         if dup:
             out.append(BM_DUPLICATE_FRAME)
         elif not plen and flags & (SYN | FIN) and not flags & RST:
@@ -835,7 +826,7 @@ class TcpAnalyzer:
             fwd.bm_high = s
         # what this segment's ACK / SACK say about the other direction
         if flags & ACK and rev.bm_isn_set:
-            a_ = rev.rel(seg.ack)
+            a_ = rev.rel(ack)
             old = rev.bm_acked
             if old is None or a_ > old:
                 rev.bm_acked = a_

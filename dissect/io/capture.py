@@ -64,6 +64,10 @@ class Frame(NamedTuple):
     data: bytes
 
 
+# Frames are built with tuple.__new__ (the NamedTuple without its Python-level __new__).
+_tnew = tuple.__new__
+
+
 class CaptureInfo:
     """Facts about the file, filled while reading (interfaces appear as they are read)."""
 
@@ -314,6 +318,7 @@ class CaptureReader:
                                 "tsresol": res, "name": None})
         yield _HEADER_DONE
         rec = struct.Struct(order + "IIII")
+        unpack_rec = rec.unpack_from
         off = 24
         number = 0
         size_known = not win.streaming
@@ -325,7 +330,7 @@ class CaptureReader:
                         raise self._damaged(
                             f"file ends inside a record header ({src.size - off} of 16 bytes)", off)
                     return
-                h = src.buf[off:off + 16]
+                sec, frac, caplen, wirelen = unpack_rec(src.buf, off)
             else:
                 h = win.get(off, off + 16)
                 if h is None:
@@ -336,7 +341,7 @@ class CaptureReader:
                         raise self._damaged(
                             f"file ends inside a record header ({left} of 16 bytes)", off)
                     return
-            sec, frac, caplen, wirelen = rec.unpack(h)
+                sec, frac, caplen, wirelen = rec.unpack(h)
             if caplen > MAX_CAPLEN:
                 raise self._damaged(
                     f"record claims {caplen} captured bytes, more than the maximum of "
@@ -366,7 +371,7 @@ class CaptureReader:
                 self.warnings.append((number, "caplen-exceeds-wire-length"))
             if frac * res >= 1.0 and len(self.warnings) < 1000:
                 self.warnings.append((number, "timestamp-fraction-out-of-range"))
-            yield Frame(number, sec + frac * res, caplen, wirelen, linktype, 0, data)
+            yield _tnew(Frame, (number, sec + frac * res, caplen, wirelen, linktype, 0, data))
             off = end
 
     # ----------------------------------------------------------------- pcapng
@@ -468,7 +473,7 @@ class CaptureReader:
                 number += 1
                 self.frames_read = number
                 ts = ((tsh << 32) | tsl) * tsres + tsoff
-                yield Frame(number, ts, caplen, wirelen, lt, ifid, body[20:20 + caplen])
+                yield _tnew(Frame, (number, ts, caplen, wirelen, lt, ifid, body[20:20 + caplen]))
             elif btype == 3:  # Simple Packet Block
                 if not ifaces:
                     raise self._damaged("simple packet block before any interface", off)
@@ -479,7 +484,7 @@ class CaptureReader:
                     caplen = min(caplen, snap)
                 number += 1
                 self.frames_read = number
-                yield Frame(number, 0.0, caplen, wirelen, lt, 0, body[4:4 + caplen])
+                yield _tnew(Frame, (number, 0.0, caplen, wirelen, lt, 0, body[4:4 + caplen]))
             # other blocks (name resolution, statistics, decryption secrets, custom) skipped
             off += blen
             win.release(off)

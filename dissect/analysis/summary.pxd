@@ -1,0 +1,9 @@
+# C layout of CaptureSummary for the compiled build (scripts/build_speedups.py; Cython's
+# augmenting declarations, see dissect/analysis/tcp.pxd): counters as C integers, updated
+# for every frame without a dictionary lookup. summary.py stays the reference.
+
+cdef class CaptureSummary:
+    cdef public long long frames, bytes_captured, bytes_wire, truncated_frames
+    cdef public long long conversations_dropped
+    cdef public object first_ts, last_ts
+    cdef public dict _cells, anomalies, flag_counts, _conn_cells, apps
