@@ -182,19 +182,18 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
         from dissect.engine import gc_paused
         from dissect.report.terminal import render_analyze
         with gc_paused():
-            from dissect.parallel import default_jobs
             text = render_analyze(res, colour=use_colour(force=color),
-                                  sections=_app_sections(res, (jobs or default_jobs()) > 1))
+                                  sections=_app_sections(res))
         out.line(text)
     _finish(res, out)
 
 
-def _app_sections(res, parallel: bool = False) -> list:
+def _app_sections(res) -> list:
     try:
         from dissect.report.sections import sections
     except ImportError:
         return []
-    return sections(res, parallel=parallel)
+    return sections(res)
 
 
 @cli.command()

@@ -142,46 +142,8 @@ def _findings(res) -> list[str]:
     return out
 
 
-def _forked(fn, res):
-    """Start ``fn(res)`` (a list of strings) in a forked child, which sees ``res`` without
-    copying it; returns a function that gives the child's answer, or ``fn(res)`` computed
-    here if there is no fork or the child failed."""
-    import os
-    import pickle
-    if not hasattr(os, "fork"):
-        return lambda: fn(res)
-    try:
-        r, w = os.pipe()
-        pid = os.fork()
-    except OSError:
-        return lambda: fn(res)
-    if pid == 0:    # the child: compute, send, leave without running the parent's exit code
-        code = 0
-        try:
-            os.close(r)
-            data = pickle.dumps(fn(res))
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(w)
-
-    def result():
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        _pid, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0 or not data:
-            return fn(res)
-        return pickle.loads(data)
-    return result
-
-
-def sections(res, parallel: bool = False) -> list[str]:
-    """The report's sections after the summary. ``parallel``: compute the findings
-    (timing, conversations, cleartext; about half of this work) in a forked process at the
-    same time as the rest - the same text either way."""
-    findings = _forked(_safe_findings, res) if parallel else None
+def sections(res) -> list[str]:
+    """The report's sections after the summary."""
     by_type: dict[str, list] = {}
     for r in res.records:
         by_type.setdefault(r.get("type"), []).append(r)
@@ -231,7 +193,7 @@ def sections(res, parallel: bool = False) -> list[str]:
         pass
     except Exception as e:   # conclusions must never take the report down
         out.append(f"(cascade analysis unavailable: {type(e).__name__}: {safe(e)})")
-    out += findings() if findings is not None else _safe_findings(res)
+    out += _safe_findings(res)
     return out
 
 
