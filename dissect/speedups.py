@@ -31,6 +31,11 @@ MODULES = ("dissect.io.capture", "dissect.columns.decode", "dissect.columns.segm
            "dissect.analysis.flows", "dissect.analysis.summary", "dissect.engine",
            "dissect.parallel", "dissect.analysis.app.dispatch", "dissect.analysis.app.base",
            "dissect.analysis.app.http",
+           # every other application parser (each connection is probed by all of them)
+           "dissect.analysis.app.websocket", "dissect.analysis.app.http2",
+           "dissect.analysis.app.tls", "dissect.analysis.app.ftp", "dissect.analysis.app.smtp",
+           "dissect.analysis.app.imap", "dissect.analysis.app.pop3", "dissect.analysis.app.dns",
+           "dissect.analysis.app.rtc", "dissect.analysis.app.quic",
            # and what runs once over all records at the end (serial in a split run)
            "dissect.analysis.findings.timing", "dissect.analysis.findings.conversations",
            "dissect.analysis.findings.cleartext", "dissect.analysis.backoff_chains",
