@@ -11,8 +11,9 @@ transfers recorded in a private network namespace with nftables dropping ~2 % of
 Prints, for each command: wall seconds, packets per second, the ratio to tshark's TCP
 analysis, peak RSS (the largest process's maximum resident set; for dissect on an
 uncompressed file this includes the pages of the memory-mapped capture it touched, which
-are page cache) and peak RssAnon of the whole process tree (the processes' own memory,
-sampled every 50 ms from /proc).
+are page cache), and the peaks of the whole process tree's RssAnon and Pss_Anon (the
+processes' own memory, sampled every 50 ms from /proc; forked workers share pages with
+their parent, which RssAnon counts once per process and Pss_Anon once in all).
 """
 
 from __future__ import annotations
@@ -117,10 +118,12 @@ def replicate(base: str, out: str, target: int) -> int:
     return n
 
 
-def _rss_anon(pid: int) -> int:
-    """RssAnon (bytes) of pid and its children: the processes' own memory, without the
-    page cache of a memory-mapped capture."""
-    total = 0
+def _anon(pid: int) -> tuple[int, int]:
+    """(RssAnon, Pss_Anon) in bytes of pid and its children: the processes' own memory,
+    without the page cache of a memory-mapped capture. Forked workers share their parent's
+    pages until they write them; RssAnon counts a shared page in every process, Pss_Anon
+    splits it between them, so its sum is the tree's real anonymous memory."""
+    rss = pss = 0
     pids = [pid]
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -128,35 +131,44 @@ def _rss_anon(pid: int) -> int:
     except OSError:
         pass
     for p in pids:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("RssAnon:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+        for name, key in ((f"/proc/{p}/status", "RssAnon:"),
+                          (f"/proc/{p}/smaps_rollup", "Pss_Anon:")):
+            try:
+                with open(name) as f:
+                    for line in f:
+                        if line.startswith(key):
+                            v = int(line.split()[1]) * 1024
+                            if key == "RssAnon:":
+                                rss += v
+                            else:
+                                pss += v
+                            break
+            except OSError:
+                pass
+    return rss, pss
 
 
-def run(cmd: list[str]) -> tuple[float, int, int, int]:
-    """(seconds, peak RSS bytes, peak RssAnon bytes of the process tree sampled every
-    50 ms, exit code) of one command, output discarded."""
+def run(cmd: list[str]) -> tuple[float, int, int, int, int]:
+    """(seconds, peak RSS bytes, peak RssAnon and peak Pss_Anon bytes of the process tree
+    sampled every 50 ms, exit code) of one command, output discarded."""
     import threading
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = [0]
+    peak = [0, 0]
     stop = threading.Event()
 
     def sample():
         while not stop.wait(0.05):
-            peak[0] = max(peak[0], _rss_anon(p.pid))
+            rss, pss = _anon(p.pid)
+            peak[0] = max(peak[0], rss)
+            peak[1] = max(peak[1], pss)
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     _pid, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     stop.set()
     th.join()
-    return dt, ru.ru_maxrss * 1024, peak[0], os.waitstatus_to_exitcode(status)
+    return dt, ru.ru_maxrss * 1024, peak[0], peak[1], os.waitstatus_to_exitcode(status)
 
 
 def count_frames(path: str) -> int:
@@ -206,15 +218,14 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
         results = []
         for name, cmd in cmds:
-            dt, rss, anon, rc = run(cmd)
-            results.append((name, dt, rss, anon, rc))
+            results.append((name, *run(cmd)))
         ref = next((dt for n, dt, *_ in results if n.startswith("tshark TCP")), None)
         print(f"{'command':48} {'seconds':>8} {'packets/s':>11} {'vs tshark TCP':>14} "
-              f"{'peak RSS':>10} {'RssAnon':>10}  rc")
-        for name, dt, rss, anon, rc in results:
+              f"{'peak RSS':>10} {'RssAnon':>10} {'Pss_Anon':>10}  rc")
+        for name, dt, rss, anon, pss, rc in results:
             ratio = f"{ref / dt:.2f}x" if ref else "-"
             print(f"{name:48} {dt:8.2f} {frames / dt:11,.0f} {ratio:>14} {rss / 2**20:8.0f} MB "
-                  f"{anon / 2**20:7.0f} MB  {rc}")
+                  f"{anon / 2**20:7.0f} MB {pss / 2**20:7.0f} MB  {rc}")
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

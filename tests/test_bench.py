@@ -1,0 +1,32 @@
+"""scripts/bench.py, bounded: the benchmark runs end to end on a small committed capture
+and reports every command (the full run, 1,000,000 packets, is the README's command)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_runs_on_a_small_capture():
+    cap = REPO / "pcaps" / "http-keepalive-loss.pcap"
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), str(cap)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [ln for ln in out.stdout.splitlines() if re.search(r"\d+ MB +\d+ MB +\d+ MB +\d+$", ln)]
+    names = [r.split("  ")[0] for r in rows]
+    assert sum(n.startswith("dissect analyze") for n in names) == 4
+    for r in rows:
+        assert r.split()[-1] == "0", r            # every command exited 0
+        pps = float(re.search(r"\s([\d,]+)\s+(?:[\d.]+x|-)\s", r).group(1).replace(",", ""))
+        assert pps > 0
+    if shutil.which("tshark"):
+        assert any(n.startswith("tshark TCP analysis") for n in names)
+        # the ratio column is filled against tshark's TCP analysis, which is 1.00x itself
+        assert re.search(r"tshark TCP analysis.*\s1\.00x\s", out.stdout)
+    else:
+        pytest.skip("tshark not installed: only dissect's rows were checked")
