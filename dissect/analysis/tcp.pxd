@@ -30,7 +30,9 @@ cdef class _Dir:
     cdef public tuple sack
     cdef public object ep, mss, wscale_opt, fin_frame, rst_frame, syn_frame
     cdef public long long packets, bytes, retrans, zwin, bm_lastraw, bm_lastabs, bm_dupacks
-    cdef public object bm_base, bm_high, bm_acked, bm_last, ctl_seen
+    cdef public object bm_base, bm_high, bm_acked, ctl_seen, bm_lpayload
+    cdef public long long bm_lseq, bm_lack, bm_lwin, bm_lflags, bm_lplen, bm_lnpk
+    cdef public double bm_lts
     cdef public dict hist_counts
 
     @cython.locals(d=cython.longlong, a=cython.longlong)

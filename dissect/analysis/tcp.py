@@ -193,7 +193,8 @@ class _Dir:
         "fin_frame", "rst_frame", "syn_frame", "retrans", "zwin",
         # byte map (unwrapped offsets from the first sequence number seen)
         "bm_base", "bm_lastraw", "bm_lastabs", "bm_iv", "bm_high", "bm_acked", "bm_sacked",
-        "bm_last", "bm_dupacks", "bm_isn_set", "hist_counts", "ctl_seen",
+        "bm_lseq", "bm_lack", "bm_lwin", "bm_lflags", "bm_lplen", "bm_lpayload", "bm_lts",
+        "bm_lnpk", "bm_dupacks", "bm_isn_set", "hist_counts", "ctl_seen",
     )
 
     def __init__(self, ep):
@@ -233,7 +234,12 @@ class _Dir:
         self.bm_high = None          # end of the highest payload byte sent
         self.bm_acked = None         # highest cumulative ACK from the peer (unwrapped)
         self.bm_sacked: list = []    # SACK blocks from the peer (unwrapped), merged
-        self.bm_last = None          # (seq, ack, win, flags, plen, payload, ts) of last seg
+        # the last segment of this direction (seq, ack, win, flags, payload length, payload,
+        # time, and its number among the connection's packets; -1: none yet)
+        self.bm_lseq = self.bm_lack = self.bm_lwin = self.bm_lflags = self.bm_lplen = 0
+        self.bm_lpayload = b""
+        self.bm_lts = 0.0
+        self.bm_lnpk = -1
         self.bm_dupacks = 0          # dup ACKs from the peer for the current bm_acked
         self.bm_isn_set = False
         self.hist_counts: dict = {}
@@ -767,13 +773,15 @@ class TcpAnalyzer:
         e = s + plen
         out: list[str] = []
         reason = None
-        prev = fwd.bm_last
         npk = conn.npackets = conn.npackets + 1
-        fwd.bm_last = (seq, ack, win, flags, plen, payload, ts, npk)
         # the same packet twice, back to back (nothing from anyone in between: a real
         # retransmission that quick needs the peer's duplicate ACKs first)
-        dup = prev is not None and prev[:6] == fwd.bm_last[:6] and prev[7] == npk - 1 and \
-            ts - prev[6] < DUPLICATE_FRAME_MAX_GAP_S and (plen or flags & (SYN | FIN))
+        dup = fwd.bm_lnpk == npk - 1 and fwd.bm_lseq == seq and fwd.bm_lack == ack and \
+            fwd.bm_lwin == win and fwd.bm_lflags == flags and fwd.bm_lplen == plen and \
+            fwd.bm_lpayload == payload and ts - fwd.bm_lts < DUPLICATE_FRAME_MAX_GAP_S and \
+            (plen or flags & (SYN | FIN))
+        fwd.bm_lseq, fwd.bm_lack, fwd.bm_lwin, fwd.bm_lflags = seq, ack, win, flags
+        fwd.bm_lplen, fwd.bm_lpayload, fwd.bm_lts, fwd.bm_lnpk = plen, payload, ts, npk
         if dup:
             out.append(BM_DUPLICATE_FRAME)
         elif not plen and flags & (SYN | FIN) and not flags & RST:

@@ -37,6 +37,8 @@ _u32 = struct.Struct("!I").unpack_from
 _tcp_hdr = struct.Struct("!HHIIBBHHH").unpack_from
 _udp_hdr = struct.Struct("!HHHH").unpack_from
 _tnew = tuple.__new__
+_NOP_NOP_TS = b"\x01\x01\x08\x0a"
+_ts_pair = struct.Struct("!II").unpack_from
 
 _addr4_cache: dict[bytes, str] = {}
 _addr6_cache: dict[bytes, str] = {}
@@ -132,7 +134,12 @@ def decode_frame(fr: Frame) -> Decoded:
                 if 20 <= thl <= total - 20 and 34 + thl <= n:
                     opts = None
                     anomalies = ()
-                    if thl > 20:
+                    if thl == 32 and data[54:58] == _NOP_NOP_TS:
+                        # what Linux puts on every segment after the handshake: two NOPs
+                        # and timestamps (the same TcpOptions the general parser gives)
+                        tsval, tsecr = _ts_pair(data, 58)
+                        opts = _tnew(TcpOptions, (None, None, False, tsval, tsecr, ()))
+                    elif thl > 20:
                         opts, bad = parse_tcp_options(data, 54, 34 + thl)
                         if bad:
                             anomalies = (bad,)
