@@ -52,7 +52,8 @@ class StreamItem(NamedTuple):
 class _Half:
     """One direction of one connection."""
     __slots__ = ("next", "lastraw", "lastabs", "started", "held", "held_bytes", "tail",
-                 "tail_start", "fin_at", "delivered", "gapped", "overlaps", "mismatches")
+                 "tail_start", "tail_base", "fin_at", "delivered", "gapped", "overlaps",
+                 "mismatches")
 
     def __init__(self):
         self.next = None          # unwrapped offset of the next byte to deliver
@@ -61,8 +62,12 @@ class _Half:
         self.started = False
         self.held: list = []      # sorted [start, data, frame, ts]
         self.held_bytes = 0
-        self.tail = b""           # the last KEEP_DELIVERED bytes delivered
-        self.tail_start = 0       # offset of tail[0]
+        # the last KEEP_DELIVERED bytes delivered, from offset tail_start, kept in a buffer
+        # that starts at tail_base <= tail_start and is cut back only once it holds twice
+        # that (appending to an immutable tail copied up to 256 KB for every segment)
+        self.tail = bytearray()
+        self.tail_start = 0
+        self.tail_base = 0
         self.fin_at = None        # offset of the FIN
         self.delivered = 0
         self.gapped = 0
@@ -180,7 +185,7 @@ class StreamReassembler:
         hi = s + len(data)
         if hi <= lo:
             return
-        old = h.tail[lo - h.tail_start:hi - h.tail_start]
+        old = h.tail[lo - h.tail_base:hi - h.tail_base]
         new = data[lo - s:hi - s]
         if old != new[:len(old)]:
             h.mismatches += 1
@@ -200,18 +205,20 @@ class StreamReassembler:
                 data = data[h.next - start:]
             out.append(StreamItem(d, DATA, data, frame, ts))
             if not h.tail:
-                h.tail_start = h.next
+                h.tail_start = h.tail_base = h.next
             self._append_tail(h, data)
             h.next += len(data)
             h.delivered += len(data)
 
     def _append_tail(self, h: _Half, data: bytes) -> None:
-        t = h.tail + data
-        if len(t) > KEEP_DELIVERED:
-            cut = len(t) - KEEP_DELIVERED
-            t = t[cut:]
-            h.tail_start += cut
-        h.tail = t
+        t = h.tail
+        t += data
+        end = h.tail_base + len(t)
+        if end - h.tail_start > KEEP_DELIVERED:
+            h.tail_start = end - KEEP_DELIVERED
+            if len(t) > 2 * KEEP_DELIVERED:
+                del t[:h.tail_start - h.tail_base]
+                h.tail_base = h.tail_start
 
     def _gap_until(self, h: _Half, d: int, upto: int, frame, ts, out) -> None:
         if h.next is None or upto <= h.next:
@@ -220,8 +227,8 @@ class StreamReassembler:
         out.append(StreamItem(d, GAP, size, frame, ts))
         h.gapped += size
         h.next = upto
-        h.tail = b""
-        h.tail_start = upto
+        h.tail = bytearray()
+        h.tail_start = h.tail_base = upto
 
 
 def _start(item) -> int:

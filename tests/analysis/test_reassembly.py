@@ -52,3 +52,38 @@ def test_out_of_order_limit_declares_gap(monkeypatch):
     kinds = [(x.kind, x.value) for x in out]
     assert ("anomaly", "ooo-buffer-full") in kinds and ("gap", 10) in kinds
     assert b"".join(v for k, v in kinds if k == "data") == b"xyzuvw"
+
+
+def test_overlaps_are_checked_against_exactly_the_last_keep_delivered_bytes(monkeypatch):
+    """The kept tail is a buffer cut back lazily; what a retransmission is compared with
+    must still be exactly the last KEEP_DELIVERED bytes delivered, at every point of a long
+    stream (a slice that reached older bytes would find mismatches the rule does not)."""
+    import random
+    keep = 64
+    monkeypatch.setattr(reassembly, "KEEP_DELIVERED", keep)
+    rnd = random.Random(5)
+    stream = bytes(rnd.randrange(256) for _ in range(3000))
+    segs = [(0, seg(1, 1000, flags=0x02))]
+    expected = 0
+    pos, frame = 0, 2
+    while pos < len(stream):
+        n = rnd.randrange(1, 40)
+        segs.append((0, seg(frame, 1001 + pos, stream[pos:pos + n])))
+        pos = min(pos + n, len(stream))
+        frame += 1
+        # a resend of 8 bytes from somewhere behind the edge, one byte changed
+        back = rnd.randrange(8, 2 * keep)
+        if back <= pos:
+            start = pos - back
+            data = bytearray(stream[start:start + 8])
+            flip = rnd.randrange(8)
+            data[flip] ^= 0xFF
+            segs.append((0, seg(frame, 1001 + start, bytes(data))))
+            frame += 1
+            # compared only where it overlaps the last `keep` bytes delivered
+            if start + flip >= pos - keep:
+                expected += 1
+    out = run(segs)
+    got = sum(1 for x in out if x.kind == "anomaly" and x.value == "overlap-mismatch")
+    assert b"".join(x.value for x in out if x.kind == "data") == stream
+    assert expected > 20 and got == expected
