@@ -258,3 +258,8 @@ class Reassembler:
 
     def finish(self) -> dict[int, list[StreamItem]]:
         return {c: self.close(c) for c in list(self.streams)}
+
+
+# Compiled with reassembly.pxd, M32 and HALF are C integers Python cannot see; this keeps
+# them importable either way.
+globals().update(M32=M32, HALF=HALF)
