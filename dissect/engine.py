@@ -151,16 +151,21 @@ def new_transport(tcp: bool = True, app: bool = True, tag: bool = False):
     return TA(app=app, tag=tag) if TA is not None else None
 
 
-def analyse_frames(frames, res: Result, transport, on_frame=None, progress=None) -> None:
+def analyse_frames(frames, res: Result, transport, on_frame=None, progress=None,
+                   decoded: bool = False) -> None:
     """The per-frame work of a run: fast decode, summary, transport analysis, SYN and
     retransmission lists, ``on_frame``. ``frames`` yields Frames in file order (or one
-    worker's share of them, in file order)."""
+    worker's share of them, in file order); with ``decoded``, (Frame, Decoded) pairs."""
     summary = res.summary
     empty = Verdict()
     syns = res.syns
     retrans = res.retrans
-    for fr in frames:
-        d = decode_frame(fr)
+    for item in frames:
+        if decoded:
+            fr, d = item
+        else:
+            fr = item
+            d = decode_frame(fr)
         summary.add(fr, d)
         v = empty
         t = d.transport

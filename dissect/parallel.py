@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
                             new_transport, unsupported_error)
 from dissect.errors import CaptureError
@@ -177,6 +178,14 @@ def _reader_frames(reader, base, shard, nshards, state):
             yield fr._replace(number=number)
 
 
+def _other_shard(nshards: int):
+    """Shard of a frame the scanner's fast hash could not place, from its decode."""
+    def other(number, d):
+        t = d.transport
+        return shard_of_transport(t, nshards) if t is not None else number % nshards
+    return other
+
+
 def _fsize(p) -> int:
     try:
         return os.path.getsize(p)
@@ -237,9 +246,18 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter) -> ShardResu
         try:
             info = reader.info
             if info.format == "pcap" and not info.compressed:
-                gen = _pcap_frames(reader, base, shard, nshards, out.warnings, fidx, fcounter,
-                                   state)
-                analyse_frames(gen, res, transport, on_frame)
+                if USE_SCAN:
+                    src = reader._win.src
+                    gen = pcap_pairs(src.buf, src.size, info.byte_order == "<",
+                                     info.resolution, info.snaplen,
+                                     info.interfaces[0]["linktype"], base, shard, nshards,
+                                     _other_shard(nshards), out.warnings, fidx, fcounter,
+                                     state, False)   # packet lines read no frame bytes
+                    analyse_frames(gen, res, transport, on_frame, decoded=True)
+                else:
+                    gen = _pcap_frames(reader, base, shard, nshards, out.warnings, fidx,
+                                       fcounter, state)
+                    analyse_frames(gen, res, transport, on_frame)
                 if state[1]:
                     # damage: the reader names it exactly as a one-pass run would
                     reader.close()

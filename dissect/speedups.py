@@ -27,6 +27,7 @@ from pathlib import Path
 # and the application dispatcher with the most common parser (HTTP/1.x); then the
 # analyses that run once over all records.
 MODULES = ("dissect.io.capture", "dissect.columns.decode", "dissect.columns.segment",
+           "dissect.columns.scan",
            "dissect.analysis.tcp", "dissect.analysis.transport", "dissect.analysis.reassembly",
            "dissect.analysis.flows", "dissect.analysis.summary", "dissect.engine",
            "dissect.parallel", "dissect.analysis.app.dispatch", "dissect.analysis.app.base",

@@ -6,7 +6,10 @@ SHA-256 of each source, and dissect loads a compiled module only while its sourc
 unchanged. Needs Cython and a C compiler with the Python headers; without them (or if a
 module fails to compile) dissect runs as pure Python, with the same results, slower.
 
-    python3 scripts/build_speedups.py [--jobs N]
+    python3 scripts/build_speedups.py [--jobs N] [--only MODULE ...]
+
+``--only`` rebuilds just the named modules and keeps the other modules' builds (while
+working on one module).
 """
 
 from __future__ import annotations
@@ -26,8 +29,17 @@ sys.path.insert(0, str(REPO))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--only", nargs="+", metavar="MODULE",
+                    help="rebuild only these modules (dotted names), keep the others")
     args = ap.parse_args(argv)
     from dissect import speedups
+    modules = speedups.MODULES
+    if args.only:
+        unknown = sorted(set(args.only) - set(modules))
+        if unknown:
+            print(f"not in dissect.speedups.MODULES: {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        modules = tuple(args.only)
     try:
         from Cython.Build import cythonize
         from setuptools import Extension, setup
@@ -42,7 +54,7 @@ def main(argv=None) -> int:
         src = tmp / "src"
         hashes = {}
         exts = []
-        for m in speedups.MODULES:
+        for m in modules:
             path = speedups.source_path(m)
             rel = Path(*m.split(".")).with_suffix(".py")
             dst = src / rel
@@ -67,10 +79,19 @@ def main(argv=None) -> int:
                                str(tmp / "build"), "-j", str(args.jobs)])
         finally:
             os.chdir(cwd)
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
         manifest = {}
-        for m in speedups.MODULES:
+        if args.only:
+            try:
+                manifest = json.loads((out / "manifest.json").read_text())
+            except (OSError, ValueError):
+                manifest = {}
+            for m in modules:
+                manifest.pop(m, None)
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+        for m in modules:
             built = list((tmp / "lib").joinpath(*m.split(".")[:-1]).glob(
                 m.split(".")[-1] + ".*.so")) or list((tmp / "lib").joinpath(
                     *m.split(".")[:-1]).glob(m.split(".")[-1] + ".so"))
@@ -80,8 +101,9 @@ def main(argv=None) -> int:
             shutil.copyfile(built[0], speedups.compiled_path(m))
             manifest[m] = {"sha256": hashes[m], "python": sys.implementation.cache_tag}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        print(f"compiled {len(manifest)} of {len(speedups.MODULES)} modules into {out}")
-        return 0 if manifest else 1
+        done = sum(1 for m in modules if m in manifest)
+        print(f"compiled {done} of {len(modules)} modules into {out}")
+        return 0 if done else 1
     except (SystemExit, Exception) as e:   # setuptools reports a failed compile as
         # SystemExit, Cython as CompileError: either way dissect runs as pure Python
         print(f"speedups not built ({e}): dissect runs as pure Python", file=sys.stderr)
