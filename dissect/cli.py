@@ -165,7 +165,7 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
     bar = Progress(quiet=quiet)
     try:
         res = run_any(paths, jobs=jobs, engine=engine, scheduler=scheduler, on_line=sink,
-                      progress=bar.update)
+                      progress=bar.update, slowest=_slowest_rows() if fmt == "text" else 0)
     finally:
         bar.close()
     if fmt == "jsonl":
@@ -186,6 +186,15 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
                                   sections=_app_sections(res))
         out.line(text)
     _finish(res, out)
+
+
+def _slowest_rows() -> int:
+    """Rows of the report's slowest-transactions table (0 without the findings module)."""
+    try:
+        from dissect.report.sections import SLOWEST
+    except ImportError:
+        return 0
+    return SLOWEST
 
 
 def _app_sections(res) -> list:

@@ -78,6 +78,9 @@ class Result:
     # retransmitted data segments (conn, seq, len, frame, ts, original frame, original ts):
     # what RTO chains need
     retrans: list = field(default_factory=list)
+    # (n, records): the n slowest transactions' timing records when a split run found
+    # them in its workers (dissect.analysis.findings.timing.slowest), else None
+    slowest_timings: tuple | None = None
 
 
 def optional(modname: str, attr: str):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
                             new_transport, unsupported_error)
+from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
 
@@ -105,6 +106,9 @@ class ShardResult:
     errors: list = field(default_factory=list)     # (file index, CaptureError)
     infos: list = field(default_factory=list)
     frames_per_file: list = field(default_factory=list)
+    # (n, [(position, timing record)]): this shard's candidates for the n slowest
+    # transactions (dissect.analysis.findings.timing.slowest_candidates), when asked for
+    slowest: tuple | None = None
 
 
 def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
@@ -199,14 +203,22 @@ def _decode(fr):
 
 
 def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
-                  app: bool = True, lines=None, counter=None) -> ShardResult:
+                  app: bool = True, lines=None, counter=None,
+                  slowest: int = 0) -> ShardResult:
     """Analyse shard ``shard`` of ``nshards`` of the capture made of ``paths``.
 
     ``lines(frame, conn, prefix, suffix)``: when given, called per own frame with the JSONL
     packet line cut where the connection id goes (conn is worker-local, None when the frame
-    has no connection; then prefix is the whole line)."""
+    has no connection; then prefix is the whole line). ``slowest``: also find this shard's
+    candidates for the ``slowest`` slowest transactions (the report's table), so that the
+    merge does not time every transaction again in one process."""
     with gc_paused():
-        return _analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
+        out = _analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
+        if slowest and app and tcp:
+            cands = _optional("dissect.analysis.findings.timing", "slowest_candidates")
+            if cands is not None:
+                out.slowest = (slowest, cands(out.result, slowest))
+        return out
 
 
 def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter) -> ShardResult:
@@ -330,9 +342,13 @@ def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Resul
             keyed.append((k, i, j, r))
     keyed.sort(key=lambda x: x[:3])
     records = [x[3] for x in keyed]
+    linked = any(r.get("type") == "ftp-expect" for r in records)
     if app and any(p.result.connections or p.result.records for p in parts):
         from dissect.analysis.post import postprocess
         records = postprocess(conns, records)
+    if not linked and parts and all(p.slowest is not None for p in parts):
+        # post-processing (FTP data linking) changed nothing the workers timed
+        res.slowest_timings = _merge_slowest(parts, maps, conns)
     res.connections, res.records = conns, records
     # the summary, then what the file itself warned about
     res.summary.merge([p.result.summary for p in parts], maps)
@@ -354,6 +370,23 @@ def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Resul
     return res
 
 
+def _merge_slowest(parts: list[ShardResult], maps: list[dict], conns: list) -> tuple:
+    """The workers' slowest-transaction candidates as one pass orders them: slowest
+    first, then in timing order (connection order, then the record's place in it)."""
+    n = min(p.slowest[0] for p in parts)
+    pos = {c["id"]: k for k, c in enumerate(conns)}
+    cands = []
+    for i, p in enumerate(parts):
+        m = maps[i]
+        for j, r in p.slowest[1]:
+            c = r.get("conn")
+            if c in m:
+                r["conn"] = m[c]
+            cands.append((-(r.get("total_s") or 0), pos.get(r.get("conn"), len(pos)), j, r))
+    cands.sort(key=lambda x: x[:3])
+    return n, [x[3] for x in cands[:n]]
+
+
 def _needs_one_pass(parts: list[ShardResult]) -> bool:
     """Connections the application dispatcher ties together (FTP control -> data) must be
     seen by one worker."""
@@ -363,7 +396,7 @@ def _needs_one_pass(parts: list[ShardResult]) -> bool:
 
 # --------------------------------------------------------------------------- running
 
-def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes):
+def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes, slowest=0):
     try:
         buf: list = []
         lines = None
@@ -378,7 +411,7 @@ def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes)
             def counter(off, frames):
                 progress_arr[2 * shard] = off
                 progress_arr[2 * shard + 1] = frames
-        r = analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
+        r = analyse_shard(paths, shard, nshards, tcp, app, lines, counter, slowest)
         if buf:
             q.put(("lines", buf[:]))
         q.put(("done", r))
@@ -395,11 +428,13 @@ def default_jobs() -> int:
 
 
 def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
-        on_line=None, progress=None) -> Result:
+        on_line=None, progress=None, slowest: int = 0) -> Result:
     """Analyse ``paths`` (one capture, or several taken as one) with ``jobs`` processes.
 
     ``on_line(str)`` gets the JSONL packet lines in frame order (connection ids global);
-    ``progress(done_fraction, packets_done)`` is called now and then. One file with one job is the plain
+    ``progress(done_fraction, packets_done)`` is called now and then; ``slowest``: the
+    workers also find the candidates for that many slowest transactions (the report's
+    table; ``Result.slowest_timings``). One file with one job is the plain
     :class:`~dissect.engine.Engine` run."""
     paths = [str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     jobs = max(1, jobs or default_jobs())
@@ -413,9 +448,9 @@ def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
                 on_line(packet_line(fr, d, v.flags, v.conn, v.values))
         prog = (lambda f, b: progress(min(1.0, b / size), f)) if progress else None
         return Engine(paths[0], tcp=tcp, app=app, on_frame=cb).run(progress=prog)
-    parts = _run_shards(paths, jobs, tcp, app, on_line, progress)
+    parts = _run_shards(paths, jobs, tcp, app, on_line, progress, slowest)
     if _needs_one_pass(parts):
-        parts = _run_shards(paths, 1, tcp, app, None, None)
+        parts = _run_shards(paths, 1, tcp, app, None, None, slowest)
     return merge(paths, parts, app)
 
 
@@ -426,10 +461,10 @@ def _size(p) -> int:
         return 0
 
 
-def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult]:
+def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0) -> list[ShardResult]:
     if nshards == 1:
         return [analyse_shard(paths, 0, 1, tcp, app,
-                              _local_lines(on_line) if on_line else None)]
+                              _local_lines(on_line) if on_line else None, None, slowest)]
     import multiprocessing as mp
     ctx = mp.get_context("fork")
     sizes = [_size(p) for p in paths]
@@ -438,7 +473,7 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress) -> list[ShardResult
     queues = [ctx.Queue(QUEUE_DEPTH) for _ in range(nshards)]
     procs = [ctx.Process(target=_worker, daemon=True,
                          args=(paths, i, nshards, tcp, app, on_line is not None, queues[i],
-                               arr, sizes)) for i in range(nshards)]
+                               arr, sizes, slowest)) for i in range(nshards)]
     for p in procs:
         p.start()
     results: dict[int, ShardResult] = {}
@@ -546,13 +581,15 @@ def expand(patterns) -> list[str]:
 
 def run_any(paths: list[str], jobs: int | None = None, engine: str = "local",
             scheduler: str | None = None, tcp: bool = True, app: bool = True,
-            on_line=None, progress=None) -> Result:
+            on_line=None, progress=None, slowest: int = 0) -> Result:
     """What ``dissect analyze`` runs: local processes or a Dask cluster."""
     with gc_paused():
-        return _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress)
+        return _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress,
+                        slowest)
 
 
-def _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress) -> Result:
+def _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress,
+             slowest=0) -> Result:
     if engine == "dask":
         from dissect import distributed
         return distributed.run(paths, scheduler=scheduler, jobs=jobs, tcp=tcp, app=app,
@@ -560,4 +597,5 @@ def _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress) -> Res
     jobs = jobs or default_jobs()
     if sum(_size(p) for p in paths) < SPLIT_MIN_BYTES:
         jobs = 1
-    return run(paths, jobs=jobs, tcp=tcp, app=app, on_line=on_line, progress=progress)
+    return run(paths, jobs=jobs, tcp=tcp, app=app, on_line=on_line, progress=progress,
+               slowest=slowest)

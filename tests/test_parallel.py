@@ -163,3 +163,37 @@ def test_cli_jobs_same_output(tmp_path):
     assert rc1 == rc2 == 0, err1 + err2
     assert out1 == out2
     assert err2 == ""          # no progress bar when stderr is not a terminal
+
+
+def test_workers_find_the_same_slowest_transactions():
+    """The report's slowest-transactions table from the workers' candidates equals the one
+    timed in one pass, with global connection ids, including ties."""
+    from dissect.analysis.findings.timing import slowest, timing_records
+    caps = [p for p in sorted(PCAPS.glob("*.pcap")) if "ftp" not in p.name]
+    checked = 0
+    for path in caps:
+        ref = Engine(str(path)).run()
+        want = sorted(timing_records(ref), key=lambda r: -(r.get("total_s") or 0))
+        for jobs in (2, 3):
+            for n in (1, 5):
+                got = parallel.run([str(path)], jobs=jobs, slowest=n)
+                assert got.slowest_timings is not None, path
+                assert slowest(got, n) == want[:n], (path, jobs, n)
+        checked += bool(want)
+    assert checked >= 5
+    # a split run that was not asked times everything again, with the same answer
+    got = parallel.run([str(caps[0])], jobs=2)
+    assert got.slowest_timings is None
+
+
+def test_ftp_runs_do_not_use_worker_timings():
+    """FTP data linking changes connections after the merge: the table is timed then."""
+    path = PCAPS / "ftp-passive.pcap"
+    if not path.exists():
+        pytest.skip("pcaps/ftp-passive.pcap not committed")
+    from dissect.analysis.findings.timing import slowest, timing_records
+    got = parallel.run([str(path)], jobs=2, slowest=5)
+    assert got.slowest_timings is None
+    ref = Engine(str(path)).run()
+    assert slowest(got, 5) == sorted(timing_records(ref),
+                                     key=lambda r: -(r.get("total_s") or 0))[:5]

@@ -9,6 +9,8 @@ from dissect.report.text import safe, table
 
 # rows shown per section before "... and N more"
 MAX_ROWS = 15
+# transactions in the "Slowest transactions" table
+SLOWEST = 5
 
 
 def _ms(v):
@@ -90,8 +92,8 @@ def _findings(res) -> list[str]:
     """Conclusions drawn: the slowest transactions by layer, what was sent in the clear."""
     out = []
     try:
-        from dissect.analysis.findings.timing import timing_records
-        timings = sorted(timing_records(res), key=lambda r: -(r.get("total_s") or 0))[:5]
+        from dissect.analysis.findings.timing import slowest
+        timings = slowest(res, SLOWEST)
     except ImportError:
         timings = []
     if timings:
@@ -109,7 +111,10 @@ def _findings(res) -> list[str]:
                                 "layer", "stage ms"]))
     try:
         from dissect.analysis.findings.conversations import conversation_records
-        convs = conversation_records(res)
+        # the table shows the first MAX_ROWS conversations (one per connection) and
+        # counts the rest
+        convs = conversation_records(res, limit=MAX_ROWS)
+        nconvs = sum(1 for c in res.connections if c.get("type", "connection") == "connection")
     except ImportError:
         convs = []
     if convs:
@@ -121,8 +126,8 @@ def _findings(res) -> list[str]:
         text = ("What each conversation is ('dissect conversations' for the evidence)\n" +
                 table(rows, ["conn", "endpoints", "protocol", "model", "connection",
                              "transport", "reliability", "use"]))
-        if len(convs) > MAX_ROWS:
-            text += f"\n  ... and {len(convs) - MAX_ROWS} more"
+        if nconvs > MAX_ROWS:
+            text += f"\n  ... and {nconvs - MAX_ROWS} more"
         out.append(text)
     try:
         from dissect.analysis.findings.cleartext import cleartext_findings

@@ -220,7 +220,9 @@ def _use(conn, recs, proto):
     return "unknown", "no application protocol recognised"
 
 
-def conversation_records(result, frames=None) -> list[dict]:
+def conversation_records(result, frames=None, limit: int | None = None) -> list[dict]:
+    """One record per connection, in connection order (the first ``limit`` only, when
+    given)."""
     by_conn: dict = {}
     for r in result.records:
         by_conn.setdefault(r.get("conn"), []).append(r)
@@ -234,6 +236,8 @@ def conversation_records(result, frames=None) -> list[dict]:
     for conn in result.connections:
         if conn.get("type", "connection") != "connection":
             continue
+        if limit is not None and len(out) >= limit:
+            break
         recs = by_conn.get(conn["id"], [])
         proto = _protocol(conn, recs)
         if proto is None and conn.get("proto") == "tcp" and looks_like_tls(frames, conn["id"]):

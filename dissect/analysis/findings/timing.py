@@ -58,6 +58,8 @@ TLS_TYPES = ("tls", "tls-handshake", "tls-session")
 # bursts examined on an encrypted/unparsed connection: more exchanges than this on one
 # connection are summarised by the first ones (a long-lived stream is not a transaction)
 MAX_EXCHANGES_PER_CONN = 64
+# stages that start at the same instant are listed in this order
+_STAGE_ORDER = {name: i for i, name in enumerate(OSI_OF_STAGE)}
 
 
 def _stage(name, start, end, frames) -> dict | None:
@@ -69,7 +71,7 @@ def _stage(name, start, end, frames) -> dict | None:
 
 def _finish(rec: dict) -> dict:
     st = [s for s in rec["stages"] if s is not None]
-    st.sort(key=lambda s: (s["start_ts"], list(OSI_OF_STAGE).index(s["name"])))
+    st.sort(key=lambda s: (s["start_ts"], _STAGE_ORDER[s["name"]]))
     rec["stages"] = st
     if st:
         t0 = st[0]["start_ts"]
@@ -439,3 +441,29 @@ def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
         out.append(_finish({"type": "timing", "conn": conn.id, "protocol": proto or "tcp",
                             "transaction": transaction, "stages": stages}))
     return out
+
+
+def _total(r: dict) -> float:
+    return r.get("total_s") or 0
+
+
+def slowest(result, n: int = 5) -> list[dict]:
+    """The ``n`` slowest transactions' timing records, slowest first (equal totals in
+    :func:`timing_records` order). A split run leaves its workers' candidates in
+    ``result.slowest_timings`` (``(n, records)``, see :func:`slowest_candidates`), which
+    give the same answer without timing every transaction again."""
+    pre = getattr(result, "slowest_timings", None)
+    if pre is not None and pre[0] >= n:
+        return pre[1][:n]
+    return sorted(timing_records(result), key=lambda r: -_total(r))[:n]
+
+
+def slowest_candidates(result, n: int = 5) -> list[tuple[int, dict]]:
+    """(position in :func:`timing_records` order, record) of the records of ``result``
+    that can be among the ``n`` slowest of a capture holding its connections and others:
+    every record at least as slow as its own ``n``-th slowest (ties kept)."""
+    recs = timing_records(result)
+    if len(recs) > n:
+        cut = sorted((_total(r) for r in recs), reverse=True)[n - 1]
+        return [(i, r) for i, r in enumerate(recs) if _total(r) >= cut]
+    return list(enumerate(recs))

@@ -138,3 +138,13 @@ def test_quic_flows_are_quic_transport(rel):
                 seen += 1
     if not seen:
         pytest.skip("no QUIC records from the stand-in dispatcher (needs the real one)")
+
+
+def test_limit_gives_the_first_conversations():
+    names = ("http-tiers.pcap", "ftp-passive.pcap", "http-retry-exponential.pcap")
+    for name in names:
+        res, table = run(PCAPS / name)
+        full = conversation_records(res, table)
+        assert len(full) >= 3, name
+        for n in (0, 1, 2, len(full), len(full) + 5):
+            assert conversation_records(res, table, limit=n) == full[:n], (name, n)
