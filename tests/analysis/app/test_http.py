@@ -740,3 +740,30 @@ def test_display_offsets_agree_with_tshark(name):
             assert ours[k] == theirs[k], (k, ours[k], theirs[k])
             checked += 1
     assert checked >= 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut_strategy(SCRIPT))
+def test_body_fast_path_gives_the_same_records(cuts):
+    """Body bytes that bypass the stream buffer give what the buffered steps give."""
+    fast = _records(cuts=cuts)
+    http.HttpParser.body_fast_path = False
+    try:
+        slow = _records(cuts=cuts)
+    finally:
+        http.HttpParser.body_fast_path = True
+    assert fast == slow
+
+
+def test_body_fast_path_on_real_captures(monkeypatch):
+    from dissect.engine import Engine
+    caps = sorted(PCAPS.glob("http*.pcap")) + sorted(PCAPS.glob("websocket*.pcap")) + \
+        [p for p in sorted(CORPUS.rglob("*")) if p.is_file() and "http" in p.name.lower()
+         and not p.name.endswith((".tsv", ".md", ".txt"))][:20]
+    assert caps
+    for path in caps:
+        fast = Engine(str(path)).run().records
+        monkeypatch.setattr(http.HttpParser, "body_fast_path", False)
+        slow = Engine(str(path)).run().records
+        monkeypatch.setattr(http.HttpParser, "body_fast_path", True)
+        assert fast == slow, path
