@@ -39,6 +39,15 @@ class StreamParser:
 
     name: ClassVar[str] = "?"
     ports: ClassVar[tuple[int, ...]] = ()
+    # The most probe() ever answers (inf: not declared). The dispatcher does not ask a
+    # parser whose bound cannot beat an answer already in hand; a test holds every parser
+    # to its bound on real and mutated stream heads.
+    probe_max: ClassVar[float] = float("inf")
+
+    @classmethod
+    def probe_bound(cls, sport: int, dport: int) -> float:
+        """The most :meth:`probe` answers for a connection on these ports."""
+        return cls.probe_max
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

@@ -354,6 +354,11 @@ class DnsUdpParser(_DnsCore, DatagramParser):
 class DnsTcpParser(_DnsCore, StreamParser):
     name = "dns"
     ports = (53,)
+    probe_max = 0.5 + 0.4
+
+    @classmethod
+    def probe_bound(cls, sport: int, dport: int) -> float:
+        return 0.5 + 0.4 if 53 in (sport, dport) else 0.5
     transport = "tcp"
 
     @classmethod

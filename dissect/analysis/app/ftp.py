@@ -169,6 +169,11 @@ def parse_eprt_arg(arg: str):
 class FtpParser(StreamParser):
     name = "ftp"
     ports = (21,)
+    probe_max = 1.0
+
+    @classmethod
+    def probe_bound(cls, sport: int, dport: int) -> float:
+        return min(1.0, 0.9 + 0.1) if 21 in (sport, dport) else 0.9
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

@@ -203,6 +203,7 @@ class _Side:
 class HttpParser(StreamParser):
     name = "http"
     ports = (80, 8080, 8000, 8008, 8081, 8888, 3128, 591, 81)
+    probe_max = 0.95
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

@@ -219,6 +219,7 @@ def _hget(headers, name):
 class Http2Parser(StreamParser):
     name = "http2"
     ports = (80, 8080, 50051, 3000)
+    probe_max = 0.95
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

@@ -89,6 +89,11 @@ class _LogicalLines:
 class ImapParser(StreamParser):
     name = "imap"
     ports = (143,)
+    probe_max = 1.0
+
+    @classmethod
+    def probe_bound(cls, sport: int, dport: int) -> float:
+        return min(1.0, 0.9 + 0.1) if 143 in (sport, dport) else 0.9
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

@@ -38,6 +38,11 @@ def multiline(command: str, arg: str) -> bool:
 class Pop3Parser(StreamParser):
     name = "pop3"
     ports = (110,)
+    probe_max = 1.0
+
+    @classmethod
+    def probe_bound(cls, sport: int, dport: int) -> float:
+        return min(1.0, 0.8 + 0.1) if 110 in (sport, dport) else 0.8
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

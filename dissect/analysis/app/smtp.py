@@ -53,6 +53,11 @@ def _path(arg: str) -> str:
 class SmtpParser(StreamParser):
     name = "smtp"
     ports = (25, 587, 2525, 465)
+    probe_max = 1.0
+
+    @classmethod
+    def probe_bound(cls, sport: int, dport: int) -> float:
+        return min(1.0, 0.9 + 0.1) if (sport in cls.ports or dport in cls.ports) else 0.9
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

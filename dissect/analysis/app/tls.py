@@ -363,6 +363,7 @@ def _sslv2_hello(b: bytes) -> bool:
 class TlsParser(StreamParser):
     name = "tls"
     ports = (443, 8443, 993, 995, 465, 636, 853, 990, 992, 994, 5061, 5223, 8883)
+    probe_max = 0.9
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

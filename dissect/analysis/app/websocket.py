@@ -300,6 +300,7 @@ class WebSocketParser(StreamParser):
 
     name = "websocket"
     ports = ()
+    probe_max = 0.6
 
     @classmethod
     def probe(cls, client_head: bytes, server_head: bytes, sport: int, dport: int) -> float:

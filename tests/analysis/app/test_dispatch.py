@@ -100,3 +100,64 @@ def test_content_decides_not_the_port():
         pytest.skip("corpus file not present")
     res = _run(files[0])
     assert "smtp" in {c.get("app") for c in res.connections}
+
+
+def _heads():
+    """(client head, server head, client port, server port) of every TCP connection of the
+    committed and corpus captures (read with dpkt, independently of dissect)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from corpus_flows import read_capture
+    out = []
+    for path in sorted(PCAPS.glob("*.pcap")) + [p for p in corpus_files() if p.exists()]:
+        try:
+            cap = read_capture(path)
+        except Exception:   # damaged corpus files: their heads are not needed here
+            continue
+        for c in cap.tcp:
+            out.append((c.head(0), c.head(1), c.client[1], c.server[1]))
+    return out
+
+
+def test_every_stream_probe_stays_within_its_declared_bound():
+    import random
+    streams, _grams = dispatch.registry()
+    heads = _heads()
+    assert len(heads) > 100
+    rng = random.Random(5)
+    special = sorted({p for cls in streams for p in cls.ports} | {0, 1, 1024, 65535})
+    cases = []
+    for ch, sh, cp, sp in heads:
+        cases.append((ch, sh, cp, sp))
+        cases.append((ch, b"", cp, sp))
+        cases.append((b"", sh, cp, sp))
+        for _ in range(3):
+            a, b = bytearray(ch), bytearray(sh)
+            for buf in (a, b):
+                for _ in range(rng.randint(0, 4)):
+                    if buf:
+                        buf[rng.randrange(len(buf))] = rng.randrange(256)
+            cases.append((bytes(a), bytes(b), rng.choice(special), rng.choice(special)))
+    checked = 0
+    for cls in streams:
+        assert cls.probe_bound(1234, 80) < float("inf"), f"{cls.name} declares no bound"
+        for ch, sh, cp, sp in cases:
+            for sport, dport in ((cp, sp), (sp, cp)):
+                try:
+                    s = float(cls.probe(ch, sh, sport, dport))
+                except Exception:   # the dispatcher scores a raising probe 0
+                    continue
+                assert s <= cls.probe_bound(sport, dport), (cls.name, ch[:40], sh[:40],
+                                                            sport, dport, s)
+                checked += 1
+    assert checked > 10000
+
+
+def test_skipping_bounded_probes_changes_no_decision(monkeypatch):
+    files = sorted(PCAPS.glob("*.pcap")) + [p for p in corpus_files() if p.exists()][:80]
+    for path in files:
+        fast = _run(path)
+        monkeypatch.setattr(dispatch.AppDispatcher, "skip_bounded", False)
+        slow = _run(path)
+        monkeypatch.setattr(dispatch.AppDispatcher, "skip_bounded", True)
+        assert fast.connections == slow.connections, path
+        assert fast.records == slow.records, path
