@@ -56,10 +56,11 @@ cdef class Connection:
 
 
 @cython.locals(i=cython.Py_ssize_t, j=cython.Py_ssize_t, lo=cython.longlong,
-               hi=cython.longlong)
+               hi=cython.longlong, ls=cython.longlong, le=cython.longlong, last=list)
 cpdef _iv_add(list iv, long long a, long long b)
 @cython.locals(i=cython.Py_ssize_t, n=cython.longlong, s=cython.longlong, e=cython.longlong,
-               lo=cython.longlong, hi=cython.longlong)
+               lo=cython.longlong, hi=cython.longlong, ls=cython.longlong,
+               le=cython.longlong)
 cpdef long long _iv_covered(list iv, long long a, long long b)
 
 
@@ -77,7 +78,8 @@ cdef class TcpAnalyzer:
                    no_sfr=cython.bint, same=cython.bint, seq_not_advanced=cython.bint,
                    dry_bif=cython.bint, i=cython.Py_ssize_t, base=cython.longlong,
                    first=cython.longlong, last=cython.longlong, x=cython.longlong,
-                   inf=cython.longlong, fwd=_Dir, rev=_Dir, conn=Connection)
+                   inf=cython.longlong, lo=cython.longlong, hi=cython.longlong,
+                   fwd=_Dir, rev=_Dir, conn=Connection)
     cpdef feed(self, seg)
     cpdef Connection _new_conn(self, key, seg)
     @cython.locals(flags=cython.longlong, plen=cython.longlong, frame=cython.longlong,

@@ -420,12 +420,18 @@ def _missed(d: _Dir) -> int:
 
 def _iv_add(iv: list, a: int, b: int) -> None:
     """Insert [a, b) into a sorted list of disjoint [start, end) intervals, merging."""
-    if not iv or a > iv[-1][1]:
+    if not iv:
         iv.append([a, b])
         return
-    if a >= iv[-1][0]:
-        last = iv[-1]
-        if b > last[1]:
+    last = iv[-1]
+    # the last interval's ends as plain integers (C integers when compiled)
+    ls = last[0]
+    le = last[1]
+    if a > le:
+        iv.append([a, b])
+        return
+    if a >= ls:
+        if b > le:
             last[1] = b
         return
     i = bisect_left(iv, [a, a])
@@ -442,7 +448,11 @@ def _iv_add(iv: list, a: int, b: int) -> None:
 
 def _iv_covered(iv: list, a: int, b: int) -> int:
     """How many bytes of [a, b) the intervals cover."""
-    if not iv or b <= iv[0][0] or a >= iv[-1][1]:
+    if not iv:
+        return 0
+    ls = iv[0][0]
+    le = iv[-1][1]
+    if b <= ls or a >= le:
         return 0
     i = bisect_left(iv, [a, a])
     if i > 0:
@@ -619,13 +629,16 @@ class TcpAnalyzer:
             keep = None
             for i in range(len(rsegs) - 1, -1, -1):
                 u = rsegs[i]
-                if ack == u[1]:
+                # the ends as plain integers first (C integers when compiled)
+                lo = u[0]
+                hi = u[1]
+                if ack == hi:
                     acked_frame = u[2]
                     ack_rtt = ts - u[3]
-                elif seq_gt(ack, u[0]) and seq_le(ack, u[1]):
+                elif seq_gt(ack, lo) and seq_le(ack, hi):
                     u[0] = ack
                     continue
-                elif seq_gt(u[1], ack):
+                elif seq_gt(hi, ack):
                     continue
                 if keep is None:
                     keep = set()
@@ -639,13 +652,18 @@ class TcpAnalyzer:
         dry_bif = seglen and fsegs and fwd.valid_bif
         if dry_bif:
             base = fwd.base_seq
-            first = (fsegs[-1][0] - base) & M32
-            last = (fsegs[-1][1] - base) & M32
+            u = fsegs[-1]
+            lo = u[0]
+            hi = u[1]
+            first = (lo - base) & M32
+            last = (hi - base) & M32
             for u in fsegs:
-                x = (u[1] - base) & M32
+                hi = u[1]
+                x = (hi - base) & M32
                 if x > last:
                     last = x
-                x = (u[0] - base) & M32
+                lo = u[0]
+                x = (lo - base) & M32
                 if x < first:
                     first = x
             inf = (last - first) & M32

@@ -1,0 +1,22 @@
+# C layout of the transport glue for the compiled build (scripts/build_speedups.py; Cython's
+# augmenting declarations, see dissect/analysis/tcp.pxd): the analyzer's parts are C fields,
+# read for every segment without an instance-dictionary lookup. transport.py stays the
+# reference.
+
+import cython
+
+
+@cython.final
+cdef class _Turns:
+    cdef public object cur
+    cdef public list out
+    cdef public long long dropped
+
+
+cdef class TransportAnalyzer:
+    cdef public bint tag
+    cdef public list record_keys
+    cdef public Py_ssize_t _seen
+    cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
+    cdef public set _closed
+    cdef public object tcp, udp, app, reasm
