@@ -16,7 +16,6 @@ cdef inline unsigned long long _be32(const unsigned char[:] mv, Py_ssize_t o)
 cdef inline unsigned long long _u32(const unsigned char[:] mv, Py_ssize_t o, bint little)
 @cython.locals(h=cython.ulonglong)
 cpdef unsigned long long mix(unsigned long long a, unsigned long long p)
-cdef str _ip4(unsigned long long v, const unsigned char[:] mv, Py_ssize_t o)
 
 @cython.locals(mv="const unsigned char[:]", off=cython.Py_ssize_t, number=cython.longlong,
                nwarn=cython.Py_ssize_t, eth=cython.bint, sec=cython.ulonglong,
@@ -24,7 +23,9 @@ cdef str _ip4(unsigned long long v, const unsigned char[:] mv, Py_ssize_t o)
                start=cython.Py_ssize_t, end=cython.Py_ssize_t, fast=cython.bint,
                total=cython.Py_ssize_t, proto=cython.Py_ssize_t, h=cython.ulonglong,
                ts=cython.double, more=cython.bint, maxcap=cython.Py_ssize_t,
-               chunk=cython.Py_ssize_t)
+               chunk=cython.Py_ssize_t, b0=cython.ulonglong, b1=cython.ulonglong,
+               b2=cython.ulonglong, b3=cython.ulonglong, a=cython.ulonglong,
+               p=cython.ulonglong, rec=cython.Py_ssize_t)
 cpdef bint _scan(list out, object buf, Py_ssize_t size, bint little, double res,
                  Py_ssize_t snaplen, long long lt, unsigned long long shard,
                  unsigned long long nshards, object other_shard, list warnings, object fidx,
@@ -32,6 +33,10 @@ cpdef bint _scan(list out, object buf, Py_ssize_t size, bint little, double res,
 
 @cython.locals(offb=cython.Py_ssize_t, thl=cython.Py_ssize_t, o=cython.Py_ssize_t,
                poff=cython.Py_ssize_t, plen=cython.Py_ssize_t, pend=cython.Py_ssize_t,
-               ulen=cython.Py_ssize_t)
+               ulen=cython.Py_ssize_t, b0=cython.ulonglong, b1=cython.ulonglong,
+               b2=cython.ulonglong, b3=cython.ulonglong, v=cython.ulonglong,
+               seq=cython.ulonglong, ack=cython.ulonglong, sport=cython.Py_ssize_t,
+               dport=cython.Py_ssize_t, flags=cython.Py_ssize_t, win=cython.Py_ssize_t)
 cdef _decode_ip4(const unsigned char[:] mv, object buf, Py_ssize_t start, Py_ssize_t n,
                  Py_ssize_t total, Py_ssize_t proto, long long number, double ts)
+cdef str _ip4_text(unsigned long long v)

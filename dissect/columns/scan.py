@@ -18,7 +18,7 @@ whether this module runs compiled, and the caller picks the struct-based walk ot
 from __future__ import annotations
 
 from dissect.columns.decode import (_CHAIN_ETH_IP_TCP, _CHAIN_ETH_IP_UDP, Decoded,
-                                    _addr4_cache, decode_frame, parse_tcp_options)
+                                    decode_frame, parse_tcp_options)
 from dissect.columns.segment import TcpOptions, TcpSegment, UdpDatagram
 from dissect.io.capture import MAX_CAPLEN, Frame
 
@@ -66,17 +66,6 @@ def mix(a, p):
     return h ^ (h >> 16)
 
 
-def _ip4(v, mv, o):
-    s = _addr4_int.get(v)
-    if s is None:
-        s = _addr4_cache.get(bytes(mv[o:o + 4]))
-        if s is None:
-            s = "%d.%d.%d.%d" % (mv[o], mv[o + 1], mv[o + 2], mv[o + 3])
-        if len(_addr4_int) < 65536:
-            _addr4_int[v] = s
-    return s
-
-
 # Frames decoded per call of the compiled walk (a list of this many pairs at a time).
 CHUNK = 1024
 
@@ -119,10 +108,16 @@ def _scan(out, buf, size, little, res, snaplen, lt, shard, nshards, other_shard,
         if len(out) >= chunk:
             more = True
             break
-        sec = _u32(mv, off, little)
-        frac = _u32(mv, off + 4, little)
-        caplen = _u32(mv, off + 8, little)
-        wirelen = _u32(mv, off + 12, little)
+        # the captured length (written out: the walk reads it for every frame of the file)
+        b0 = mv[off + 8]
+        b1 = mv[off + 9]
+        b2 = mv[off + 10]
+        b3 = mv[off + 11]
+        if little:
+            caplen = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+        else:
+            caplen = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+        rec = off
         start = off + 16
         end = start + caplen
         if caplen > maxcap or end > size:
@@ -139,11 +134,23 @@ def _scan(out, buf, size, little, res, snaplen, lt, shard, nshards, other_shard,
             if proto == 6 or proto == 17:
                 fast = True
                 if nshards > 1:
-                    h = mix(_be32(mv, start + 26) ^ _be32(mv, start + 30),
-                            _be16(mv, start + 34) ^ _be16(mv, start + 36))
+                    # mix(src ^ dst, sport ^ dport), written out byte by byte
+                    b0 = mv[start + 26] ^ mv[start + 30]
+                    b1 = mv[start + 27] ^ mv[start + 31]
+                    b2 = mv[start + 28] ^ mv[start + 32]
+                    b3 = mv[start + 29] ^ mv[start + 33]
+                    a = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+                    b0 = mv[start + 34] ^ mv[start + 36]
+                    b1 = mv[start + 35] ^ mv[start + 37]
+                    p = (b0 << 8) | b1
+                    h = ((a * 0x9E3779B1) ^ (p * 0x85EBCA6B)) & 0xFFFFFFFF
+                    h = h ^ (h >> 16)
                     if h % nshards != shard:
                         continue
                 total = _be16(mv, start + 16)
+        sec = _u32(mv, rec, little)
+        frac = _u32(mv, rec + 4, little)
+        wirelen = _u32(mv, rec + 12, little)
         ts = sec + frac * res
         d = None
         if fast and 20 < total <= wirelen - 14:
@@ -176,9 +183,28 @@ def _scan(out, buf, size, little, res, snaplen, lt, shard, nshards, other_shard,
 def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
     """The Decoded of an Ethernet/IPv4 (no options, not a fragment) TCP or UDP frame of
     ``n`` captured bytes at ``buf[start:]``, as decode_frame gives it; None when the
-    transport header needs decode_frame's general path."""
-    src = _ip4(_be32(mv, start + 26), mv, start + 26)
-    dst = _ip4(_be32(mv, start + 30), mv, start + 30)
+    transport header needs decode_frame's general path. (Fields are read byte by byte,
+    written out: compiled, a helper taking the byte view costs a copy of it per call.)"""
+    o = start + 26
+    b0 = mv[o]
+    b1 = mv[o + 1]
+    b2 = mv[o + 2]
+    b3 = mv[o + 3]
+    v = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    src = _addr4_int.get(v)
+    if src is None:
+        src = _ip4_text(v)
+    b0 = mv[o + 4]
+    b1 = mv[o + 5]
+    b2 = mv[o + 6]
+    b3 = mv[o + 7]
+    v = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    dst = _addr4_int.get(v)
+    if dst is None:
+        dst = _ip4_text(v)
+    o = start + 34
+    sport = (mv[o] << 8) | mv[o + 1]
+    dport = (mv[o + 2] << 8) | mv[o + 3]
     if proto == 6:
         if n < 54:
             return None
@@ -186,13 +212,34 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
         thl = (offb >> 4) * 4
         if not (20 <= thl <= total - 20 and 34 + thl <= n):
             return None
+        b0 = mv[o + 4]
+        b1 = mv[o + 5]
+        b2 = mv[o + 6]
+        b3 = mv[o + 7]
+        seq = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+        b0 = mv[o + 8]
+        b1 = mv[o + 9]
+        b2 = mv[o + 10]
+        b3 = mv[o + 11]
+        ack = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+        flags = mv[o + 13] | ((offb & 1) << 8)
+        win = (mv[o + 14] << 8) | mv[o + 15]
         opts = None
         anomalies = ()
         o = start + 54
         if thl == 32 and mv[o] == 1 and mv[o + 1] == 1 and mv[o + 2] == 8 and \
                 mv[o + 3] == 10:
-            opts = _tnew(TcpOptions, (None, None, False, _be32(mv, o + 4),
-                                      _be32(mv, o + 8), ()))
+            b0 = mv[o + 4]
+            b1 = mv[o + 5]
+            b2 = mv[o + 6]
+            b3 = mv[o + 7]
+            v = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+            b0 = mv[o + 8]
+            b1 = mv[o + 9]
+            b2 = mv[o + 10]
+            b3 = mv[o + 11]
+            opts = _tnew(TcpOptions, (None, None, False, v,
+                                      (b0 << 24) | (b1 << 16) | (b2 << 8) | b3, ()))
         elif thl > 20:
             opts, bad = parse_tcp_options(buf[start:start + 34 + thl], 54, 34 + thl)
             if bad:
@@ -204,11 +251,9 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
             pend = n
         payload = buf[start + poff:start + pend] if plen and poff < n else b""
         return _tnew(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tnew(TcpSegment, (
-            number, ts, src, dst, _be16(mv, start + 34), _be16(mv, start + 36),
-            _be32(mv, start + 38), _be32(mv, start + 42),
-            mv[start + 47] | ((offb & 1) << 8), _be16(mv, start + 48), plen, opts, payload,
+            number, ts, src, dst, sport, dport, seq, ack, flags, win, plen, opts, payload,
             poff, (), 0)), anomalies, ()))
-    ulen = _be16(mv, start + 38)
+    ulen = (mv[o + 4] << 8) | mv[o + 5]
     if not 8 <= ulen <= total - 20:
         return None
     plen = ulen - 8
@@ -217,6 +262,12 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
         pend = n
     payload = buf[start + 42:start + pend] if plen else b""
     return _tnew(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tnew(UdpDatagram, (
-        number, ts, src, dst, _be16(mv, start + 34), _be16(mv, start + 36), plen, payload,
-        42, 0)), (), ()))
+        number, ts, src, dst, sport, dport, plen, payload, 42, 0)), (), ()))
 
+
+def _ip4_text(v):
+    """Dotted text of the IPv4 address ``v`` (a 32-bit integer), cached."""
+    s = "%d.%d.%d.%d" % (v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255)
+    if len(_addr4_int) < 65536:
+        _addr4_int[v] = s
+    return s
