@@ -372,7 +372,8 @@ def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Resul
 
 def _merge_slowest(parts: list[ShardResult], maps: list[dict], conns: list) -> tuple:
     """The workers' slowest-transaction candidates as one pass orders them: slowest
-    first, then in timing order (connection order, then the record's place in it)."""
+    first, then in timing order (start of the first stage, then connection order, then
+    the record's place in its connection, which the worker's creation index keeps)."""
     n = min(p.slowest[0] for p in parts)
     pos = {c["id"]: k for k, c in enumerate(conns)}
     cands = []
@@ -382,9 +383,11 @@ def _merge_slowest(parts: list[ShardResult], maps: list[dict], conns: list) -> t
             c = r.get("conn")
             if c in m:
                 r["conn"] = m[c]
-            cands.append((-(r.get("total_s") or 0), pos.get(r.get("conn"), len(pos)), j, r))
-    cands.sort(key=lambda x: x[:3])
-    return n, [x[3] for x in cands[:n]]
+            st = r["stages"][0]["start_ts"] if r.get("stages") else 0.0
+            cands.append((-(r.get("total_s") or 0), st, pos.get(r.get("conn"), len(pos)), j,
+                          r))
+    cands.sort(key=lambda x: x[:4])
+    return n, [x[4] for x in cands[:n]]
 
 
 def _needs_one_pass(parts: list[ShardResult]) -> bool:

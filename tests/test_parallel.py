@@ -197,3 +197,54 @@ def test_ftp_runs_do_not_use_worker_timings():
     ref = Engine(str(path)).run()
     assert slowest(got, 5) == sorted(timing_records(ref),
                                      key=lambda r: -(r.get("total_s") or 0))[:5]
+
+
+def test_slowest_merge_breaks_ties_as_one_pass():
+    """Connections cloned with the same durations, later clones starting earlier (equal
+    totals, start order against connection order): the merged candidates of any split of
+    them are the one-pass table, ties in the same order."""
+    import copy
+
+    from dissect.analysis.findings.timing import slowest, slowest_candidates
+    from dissect.engine import Result
+    path = PCAPS / "http-keepalive-loss.pcap"
+    if not path.exists():
+        pytest.skip("pcaps/http-keepalive-loss.pcap not committed")
+    base = Engine(str(path)).run()
+    tcp = [c for c in base.connections if c.get("proto") == "tcp"]
+    conns, records = [], []
+    def moved(d, dt):
+        return {k: (v + dt if k.endswith("_ts") and isinstance(v, float) else v)
+                for k, v in d.items()}
+    for k in range(6):
+        shift = {}
+        dt = (5 - k) * 0.5
+        for c in tcp:
+            c2 = moved(copy.deepcopy(c), dt)
+            c2["id"] = shift[c["id"]] = len(conns)
+            conns.append(c2)
+        for r in base.records:
+            if r.get("conn") in shift:
+                r2 = moved(copy.deepcopy(r), dt)
+                r2["conn"] = shift[r["conn"]]
+                records.append(r2)
+    one = Result("x", connections=conns, records=records)
+    for n in (1, 3, 5, 40):
+        want = slowest(one, n)
+        assert len(want) == min(n, len(slowest(one, 10**6)))
+        for nshards in (2, 3):
+            parts, maps = [], []
+            for sh in range(nshards):
+                mine = [c for c in conns if c["id"] % nshards == sh]
+                ids = {c["id"] for c in mine}
+                local = {c["id"]: i for i, c in enumerate(mine)}
+                part = Result("x", connections=[dict(c, id=local[c["id"]]) for c in mine],
+                              records=[dict(r, conn=local[r["conn"]]) for r in records
+                                       if r.get("conn") in ids])
+                sr = parallel.ShardResult(sh, part)
+                sr.slowest = (n, slowest_candidates(part, n))
+                parts.append(sr)
+                maps.append({v: k for k, v in local.items()})
+            _n, got = parallel._merge_slowest(parts, maps, conns)
+            assert [(r["conn"], r["total_s"], r["stages"]) for r in got] == \
+                [(r["conn"], r["total_s"], r["stages"]) for r in want], (n, nshards)

@@ -342,7 +342,7 @@ class Connection:
         return {
             "type": "connection", "id": self.id, "proto": "tcp",
             "client": {"ip": self.client[0], "port": self.client[1]},
-            "server": {"ip": self.server[0], "port": self.server[1]},
+            "server": _shared({"ip": self.server[0], "port": self.server[1]}),
             "state": self.conn_state, "history": "".join(self.history),
             "handshake": hs,
             "first_frame": self.first_frame, "last_frame": self.last_frame,
@@ -350,19 +350,36 @@ class Connection:
             "packets": {"client": c.packets, "server": s.packets},
             "bytes": {"client": c.bytes, "server": s.bytes},
             "retransmissions": c.retrans + s.retrans,
-            "mss": {"client": c.mss, "server": s.mss},
-            "wscale": {"client": c.wscale_opt, "server": s.wscale_opt},
+            "mss": _shared({"client": c.mss, "server": s.mss}),
+            "wscale": _shared({"client": c.wscale_opt, "server": s.wscale_opt}),
             "sack_perm": c.sack_perm and s.sack_perm,
             "timestamps": c.timestamps and s.timestamps,
             "fin": {"client": c.fin_frame, "server": s.fin_frame},
-            "rst": {"client": c.rst_frame, "server": s.rst_frame,
-                    "by": ("client" if c.rst_frame is not None and (s.rst_frame is None
-                           or c.rst_frame < s.rst_frame) else
-                           "server" if s.rst_frame is not None else None)},
+            "rst": _shared({"client": c.rst_frame, "server": s.rst_frame,
+                            "by": ("client" if c.rst_frame is not None and (
+                                s.rst_frame is None or c.rst_frame < s.rst_frame) else
+                                "server" if s.rst_frame is not None else None)}),
             "missed_bytes": self.missed_bytes(),
             "reused_ports": self.reused,
             "app": None,
         }
+
+
+# Equal sub-records that most connections share (the server's address, MSS, window scale,
+# no RST) are one object: a capture has tens of thousands of connection records, and these
+# sub-records are never changed once made. Bounded, for captures where they do not repeat.
+_SHARED: dict = {}
+MAX_SHARED = 4096
+
+
+def _shared(d: dict) -> dict:
+    k = tuple(d.items())
+    v = _SHARED.get(k)
+    if v is not None:
+        return v
+    if len(_SHARED) < MAX_SHARED:
+        _SHARED[k] = d
+    return d
 
 
 # --- Zeek endpoint states and conn_state ----------------------------------------------------

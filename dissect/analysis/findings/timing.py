@@ -300,13 +300,26 @@ def _burst_end(conn: _Conn, start_frame: int, server_flights: int):
 
 def timing_records(result, frames=None) -> list[dict]:
     """Timing records for every transaction in ``result`` (an engine Result, or anything
-    with ``.connections`` and ``.records``); ``frames`` is the FrameTable of the same run."""
+    with ``.connections`` and ``.records``); ``frames`` is the FrameTable of the same run.
+    In order of their first stage's start (equal starts: connection order, then the
+    transaction's place in its connection)."""
+    out = list(_timing_iter(result, frames))
+    out.sort(key=_start)
+    return out
+
+
+def _start(r: dict) -> float:
+    return r["stages"][0]["start_ts"] if r["stages"] else 0.0
+
+
+def _timing_iter(result, frames=None):
+    """The timing records of :func:`timing_records`, one at a time, connection by
+    connection (not yet in start order)."""
     conns = {c["id"]: _Conn(c, frames) for c in result.connections
              if c.get("type", "connection") == "connection"}
     by_conn: dict = {}
     for r in result.records:
         by_conn.setdefault(r.get("conn"), []).append(r)
-    out: list[dict] = []
     for cid, conn in conns.items():
         recs = by_conn.get(cid, [])
         txs = [r for r in recs if r.get("type") in TRANSACTION_TYPES
@@ -321,7 +334,7 @@ def timing_records(result, frames=None) -> list[dict]:
                  or ("tls" if tls else None))
         if not txs and conn.tcp and frames is not None:
             # encrypted, unparsed, or never established: exchanges from the packets
-            out += _exchanges(conn, proto, tls)
+            yield from _exchanges(conn, proto, tls)
             continue
         hs = conn.handshake() if conn.tcp else None
         td = conn.teardown() if conn.tcp else None
@@ -347,10 +360,8 @@ def timing_records(result, frames=None) -> list[dict]:
             stages += _l7_stages(rq0, rq1, rs0, rs1, freq, fresp)
             if i == len(txs) - 1 and td is not None:
                 stages.append(_stage("teardown", td[0], td[1], td[2]))
-            out.append(_finish({"type": "timing", "conn": cid, "protocol": r["type"],
-                                "transaction": transaction, "stages": stages}))
-    out.sort(key=lambda r: (r["stages"][0]["start_ts"] if r["stages"] else 0.0))
-    return out
+            yield _finish({"type": "timing", "conn": cid, "protocol": r["type"],
+                           "transaction": transaction, "stages": stages})
 
 
 def _smtp_messages(recs: list, conn: _Conn) -> list[dict]:
@@ -459,11 +470,21 @@ def slowest(result, n: int = 5) -> list[dict]:
 
 
 def slowest_candidates(result, n: int = 5) -> list[tuple[int, dict]]:
-    """(position in :func:`timing_records` order, record) of the records of ``result``
-    that can be among the ``n`` slowest of a capture holding its connections and others:
-    every record at least as slow as its own ``n``-th slowest (ties kept)."""
-    recs = timing_records(result)
-    if len(recs) > n:
-        cut = sorted((_total(r) for r in recs), reverse=True)[n - 1]
-        return [(i, r) for i, r in enumerate(recs) if _total(r) >= cut]
-    return list(enumerate(recs))
+    """(creation index, record) of the timing records of ``result`` that can be among the
+    ``n`` slowest of a capture holding its connections and others: every record at least
+    as slow as its own ``n``-th slowest (ties kept). Records are timed one at a time and
+    only candidates kept, so this holds a handful of records, not one per transaction.
+    The creation index orders records of equal start as :func:`timing_records` does."""
+    kept: list = []
+    for i, r in enumerate(_timing_iter(result)):
+        kept.append((i, r))
+        if len(kept) >= 4 * n + 64:
+            kept = _at_least_nth(kept, n)
+    return _at_least_nth(kept, n)
+
+
+def _at_least_nth(kept: list, n: int) -> list:
+    if len(kept) <= n:
+        return kept
+    cut = sorted((_total(r) for _i, r in kept), reverse=True)[n - 1]
+    return [x for x in kept if _total(x[1]) >= cut]
