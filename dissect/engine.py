@@ -16,6 +16,7 @@ from typing import Callable
 
 from dissect.analysis.summary import CaptureSummary
 from dissect.columns.decode import decode_frame
+from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.columns.segment import TcpSegment, UdpDatagram  # noqa: F401
 from dissect.errors import CaptureError, UnsupportedError
 from dissect.io.capture import CaptureReader
@@ -127,13 +128,33 @@ class Engine:
         transport = new_transport(self.tcp, self.app)
         reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet
         res.info = reader.info
+        warnings = reader.warnings
         try:
-            analyse_frames(reader, res, transport, self.on_frame, progress=progress)
+            info = reader.info
+            if USE_SCAN and info.format == "pcap" and not info.compressed and info.interfaces:
+                # a plain pcap: the compiled walk over the mapped file (the same frames and
+                # decodes as the reader and decode_frame; tests/columns/test_scan.py)
+                src = reader._win.src
+                found: list = []
+                state = [0, False]
+                pairs = pcap_pairs(src.buf, src.size, info.byte_order == "<",
+                                   info.resolution, info.snaplen,
+                                   info.interfaces[0]["linktype"], 0, 0, 1, None, found, 0,
+                                   None, state, self.on_frame is not None)
+                analyse_frames(pairs, res, transport, self.on_frame, progress=progress,
+                               decoded=True)
+                warnings = [(f, n) for _i, f, n in found]
+                if state[1]:
+                    # the walk stopped short: the reader names the damage as it would
+                    for _ in reader:
+                        pass
+            else:
+                analyse_frames(reader, res, transport, self.on_frame, progress=progress)
         except CaptureError as e:
             res.error = e
         finally:
             reader.close()
-        for frame, name in reader.warnings:
+        for frame, name in warnings:
             res.summary.anomaly(name, frame)
         unsupported_error(res, self.path)
         if transport is not None:
