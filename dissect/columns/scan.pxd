@@ -10,12 +10,7 @@ import cython
 cdef inline unsigned long long _be16(const unsigned char[:] mv, Py_ssize_t o)
 @cython.locals(a=cython.ulonglong, b=cython.ulonglong, c=cython.ulonglong,
                d=cython.ulonglong)
-cdef inline unsigned long long _be32(const unsigned char[:] mv, Py_ssize_t o)
-@cython.locals(a=cython.ulonglong, b=cython.ulonglong, c=cython.ulonglong,
-               d=cython.ulonglong)
 cdef inline unsigned long long _u32(const unsigned char[:] mv, Py_ssize_t o, bint little)
-@cython.locals(h=cython.ulonglong)
-cpdef unsigned long long mix(unsigned long long a, unsigned long long p)
 
 @cython.locals(mv="const unsigned char[:]", off=cython.Py_ssize_t, number=cython.longlong,
                nwarn=cython.Py_ssize_t, eth=cython.bint, sec=cython.ulonglong,

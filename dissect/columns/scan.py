@@ -41,14 +41,6 @@ def _be16(mv, o):
     return (a << 8) | b
 
 
-def _be32(mv, o):
-    a = mv[o]
-    b = mv[o + 1]
-    c = mv[o + 2]
-    d = mv[o + 3]
-    return (a << 24) | (b << 16) | (c << 8) | d
-
-
 def _u32(mv, o, little):
     a = mv[o]
     b = mv[o + 1]
@@ -57,13 +49,6 @@ def _u32(mv, o, little):
     if little:
         return (d << 24) | (c << 16) | (b << 8) | a
     return (a << 24) | (b << 16) | (c << 8) | d
-
-
-def mix(a, p):
-    """The shard hash of an unordered address/port pair (``a``: XOR of the two addresses'
-    32-bit folds, ``p``: XOR of the ports); :func:`dissect.parallel._mix` is the same."""
-    h = ((a * 0x9E3779B1) ^ (p * 0x85EBCA6B)) & 0xFFFFFFFF
-    return h ^ (h >> 16)
 
 
 # Frames decoded per call of the compiled walk (a list of this many pairs at a time).
@@ -134,7 +119,7 @@ def _scan(out, buf, size, little, res, snaplen, lt, shard, nshards, other_shard,
             if proto == 6 or proto == 17:
                 fast = True
                 if nshards > 1:
-                    # mix(src ^ dst, sport ^ dport), written out byte by byte
+                    # dissect.parallel._mix(src ^ dst, sport ^ dport), written out byte by byte
                     b0 = mv[start + 26] ^ mv[start + 30]
                     b1 = mv[start + 27] ^ mv[start + 31]
                     b2 = mv[start + 28] ^ mv[start + 32]
