@@ -1,9 +1,12 @@
 """Ground truth: what a lab client (or server) really did, from its own clock.
 
-Times are wall-clock seconds since the epoch (comparable with capture timestamps, which
-the kernel stamps from the same realtime clock) but derived from ``time.monotonic()``
-against one wall-clock anchor taken at start, so intervals between records are exact
-even if the wall clock is stepped during a run.
+Times are wall-clock seconds since the epoch read at the moment of observation
+(``time.time()``: the realtime clock the kernel stamps captured packets with, so a record
+and its packet stay comparable even while a time daemon slews or steps that clock, as on
+a freshly booted machine). Each stamp from :meth:`Recorder.now` also carries
+``time.monotonic()``, and the intervals derived here (``duration_s``, ``gap_s``,
+``wait_s``) come from that, so they equal the sleeps a policy made whatever the wall
+clock does. Plain floats passed in are used for both.
 
 A record is a dict; the ones with ``kind == "attempt"`` form retry chains (grouped by
 their ``chain`` field, one chain when absent), and for those :meth:`Recorder.to_dict`
@@ -21,23 +24,40 @@ from pathlib import Path
 SCHEMA = "dissect.lab.truth/1"
 
 
+class Stamp(float):
+    """A realtime stamp (the float value) that also remembers the monotonic clock."""
+
+    __slots__ = ("mono",)
+
+    def __new__(cls, wall: float, mono: float) -> "Stamp":
+        obj = super().__new__(cls, wall)
+        obj.mono = mono
+        return obj
+
+
+def _interval(a: float, b: float) -> float:
+    """b - a, on the monotonic clock when both stamps carry it."""
+    if isinstance(a, Stamp) and isinstance(b, Stamp):
+        return b.mono - a.mono
+    return float(b) - float(a)
+
+
 class Recorder:
     def __init__(self, role: str, scenario: str, seed: int | None = None):
         self.role = role
         self.scenario = scenario
         self.seed = seed
-        self._wall0 = time.time()
-        self._mono0 = time.monotonic()
-        self.started = self._wall0
+        self.started = time.time()
         self.policy: dict = {}
         self.info: dict = {}
         self.records: list[dict] = []
+        self._stamps: list[tuple[float, float | None]] = []  # (start, end) as passed in
         self.transitions: list[dict] = []
         self.outcome: str | None = None
 
-    def now(self) -> float:
-        """Wall-clock time on a monotonic base (see module doc)."""
-        return self._wall0 + (time.monotonic() - self._mono0)
+    def now(self) -> Stamp:
+        """Wall-clock time now, carrying the monotonic clock too (see module doc)."""
+        return Stamp(time.time(), time.monotonic())
 
     def rel(self, t: float) -> float:
         return round(t - self.started, 6)
@@ -47,9 +67,10 @@ class Recorder:
                  "start_rel_s": self.rel(start)}
         if end is not None:
             entry["end"] = round(end, 6)
-            entry["duration_s"] = round(end - start, 6)
+            entry["duration_s"] = round(_interval(start, end), 6)
         entry.update(fields)
         self.records.append(entry)
+        self._stamps.append((start, end))
         return entry
 
     def transition(self, t: float, old: str, new: str, reason: str) -> None:
@@ -59,15 +80,16 @@ class Recorder:
     def to_dict(self) -> dict:
         records = [dict(r) for r in self.records]
         last: dict = {}
-        for r in records:
+        for r, (start, end) in zip(records, self._stamps):
             if r["kind"] != "attempt":
                 continue
             prev = last.get(r.get("chain"))
             if prev is not None:
-                r["gap_s"] = round(r["start"] - prev["start"], 6)
-                if "end" in prev:
-                    r["wait_s"] = round(r["start"] - prev["end"], 6)
-            last[r.get("chain")] = r
+                p_start, p_end = prev
+                r["gap_s"] = round(_interval(p_start, start), 6)
+                if p_end is not None:
+                    r["wait_s"] = round(_interval(p_end, start), 6)
+            last[r.get("chain")] = (start, end)
         out = {"schema": SCHEMA, "role": self.role, "scenario": self.scenario, "seed": self.seed,
                "pid": os.getpid(), "started": round(self.started, 6),
                "ended": round(self.now(), 6), "policy": self.policy, "info": self.info,

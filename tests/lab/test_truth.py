@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from dissect.lab.truth import SCHEMA, Recorder
+from dissect.lab.truth import SCHEMA, Recorder, Stamp
 
 
 def test_now_is_wall_clock_on_a_monotonic_base():
@@ -15,6 +15,24 @@ def test_now_is_wall_clock_on_a_monotonic_base():
     b = rec.now()
     assert abs(a - time.time()) < 0.5
     assert 0.009 < b - a < 0.5
+    assert 0.009 < b.mono - a.mono < 0.5
+
+
+def test_stamps_stay_on_the_wall_clock_and_intervals_on_the_monotonic_one():
+    """A slewed or stepped wall clock moves the stamps (as it moves packet stamps) but
+    not the intervals a policy slept."""
+    rec = Recorder("client", "x")
+    # wall clock stepped back 0.25 s between the two attempts; 1.0 s really passed
+    a = Stamp(1000.0, 50.0)
+    a_end = Stamp(1000.5, 50.5)
+    b = Stamp(1000.75, 51.0)
+    rec.record("attempt", a, a_end)
+    rec.record("attempt", b, Stamp(1001.0, 51.25))
+    out = rec.to_dict()["records"]
+    assert out[0]["start"] == 1000.0 and out[1]["start"] == 1000.75
+    assert out[0]["duration_s"] == 0.5 and out[1]["duration_s"] == 0.25
+    assert out[1]["gap_s"] == 1.0 and out[1]["wait_s"] == 0.5
+    assert json.loads(json.dumps(out))[1]["start"] == 1000.75
 
 
 def test_gaps_are_computed_within_each_chain_only():
