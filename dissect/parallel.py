@@ -409,18 +409,75 @@ def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes,
                 if len(_b) >= LINE_CHUNK:
                     q.put(("lines", _b[:]))
                     _b.clear()
-        counter = None
-        if progress_arr is not None:
-            def counter(off, frames):
-                progress_arr[2 * shard] = off
-                progress_arr[2 * shard + 1] = frames
-        r = analyse_shard(paths, shard, nshards, tcp, app, lines, counter, slowest)
+        r = analyse_shard(paths, shard, nshards, tcp, app, lines,
+                          _shared_counter(progress_arr, shard), slowest)
         if buf:
             q.put(("lines", buf[:]))
-        q.put(("done", r))
+        # the result goes through a file: the worker writes it in chunks and exits, and
+        # the parent reads it only once every worker is gone, so the process tree never
+        # holds a worker's result, its pickled bytes and the parent's copy at once
+        q.put(("done", dump_result(r)))
     except BaseException:   # the parent reports it; a worker must never hang the run
         import traceback
         q.put(("error", traceback.format_exc()))
+
+
+def _shared_counter(progress_arr, shard):
+    if progress_arr is None:
+        return None
+
+    def counter(off, frames):
+        progress_arr[2 * shard] = off
+        progress_arr[2 * shard + 1] = frames
+    return counter
+
+
+# Records pickled per chunk of a shard result file (the pickler's memo, which keeps every
+# pickled object alive until the end of a dump, stays this small).
+DUMP_CHUNK = 2048
+
+
+def dump_result(r: ShardResult) -> str:
+    """Write a shard result to a temporary file (deleted by :func:`load_result`): the
+    result without its lists, then the connections, records and record keys in chunks,
+    each list emptied as it is written."""
+    import pickle
+    import tempfile
+    res = r.result
+    lists = (res.connections, res.records, r.record_keys)
+    res.connections, res.records, r.record_keys = [], [], []
+    fd, path = tempfile.mkstemp(prefix="dissect-shard-", suffix=".pickle")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(r, f, protocol=pickle.HIGHEST_PROTOCOL)
+            for lst in lists:
+                pickle.dump(len(lst), f)
+                for i in range(0, len(lst), DUMP_CHUNK):
+                    pickle.dump(lst[i:i + DUMP_CHUNK], f, protocol=pickle.HIGHEST_PROTOCOL)
+                    lst[i:i + DUMP_CHUNK] = [None] * len(lst[i:i + DUMP_CHUNK])
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def load_result(path: str) -> ShardResult:
+    """Read (and delete) a file :func:`dump_result` wrote."""
+    import pickle
+    try:
+        with open(path, "rb") as f:
+            r = pickle.load(f)
+            lists = []
+            for _ in range(3):
+                n = pickle.load(f)
+                lst: list = []
+                while len(lst) < n:
+                    lst += pickle.load(f)
+                lists.append(lst)
+    finally:
+        os.unlink(path)
+    r.result.connections, r.result.records, r.record_keys = lists
+    return r
 
 
 def default_jobs() -> int:
@@ -473,13 +530,19 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0) -> list[
     sizes = [_size(p) for p in paths]
     total = sum(sizes) or 1
     arr = ctx.Array("d", 2 * nshards, lock=False) if progress else None
-    queues = [ctx.Queue(QUEUE_DEPTH) for _ in range(nshards)]
-    procs = [ctx.Process(target=_worker, daemon=True,
-                         args=(paths, i, nshards, tcp, app, on_line is not None, queues[i],
-                               arr, sizes, slowest)) for i in range(nshards)]
-    for p in procs:
+    # Without packet lines to merge, the parent analyses shard 0 itself while the workers
+    # take the others: one process fewer, and shard 0's result is never copied.
+    own = on_line is None
+    first = 1 if own else 0
+    queues = {i: ctx.Queue(QUEUE_DEPTH) for i in range(first, nshards)}
+    procs = {i: ctx.Process(target=_worker, daemon=True,
+                            args=(paths, i, nshards, tcp, app, on_line is not None,
+                                  queues[i], arr, sizes, slowest))
+             for i in range(first, nshards)}
+    for p in procs.values():
         p.start()
     results: dict[int, ShardResult] = {}
+    files: dict[int, str] = {}
     last = [0.0]
 
     def tick():
@@ -504,23 +567,40 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0) -> list[
             if kind == "lines":
                 yield from val
             elif kind == "done":
-                results[i] = val
+                files[i] = val
                 return
             else:
                 raise RuntimeError(f"worker {i} failed:\n{val}")
 
     try:
+        if own:
+            count = _shared_counter(arr, 0)
+            counter = None
+            if count is not None:
+                def counter(off, frames):
+                    count(off, frames)
+                    tick()
+            results[0] = analyse_shard(paths, 0, nshards, tcp, app, None, counter, slowest)
         if on_line is not None:
             emit_lines((stream(i) for i in range(nshards)), nshards, on_line, tick)
         else:
-            for i in range(nshards):
+            for i in range(first, nshards):
                 for _ in stream(i):
                     pass
+        for p in procs.values():
+            p.join()
+        for i in range(first, nshards):
+            results[i] = load_result(files.pop(i))
     finally:
-        for p in procs:
+        for p in procs.values():
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+        for f in files.values():    # a run that failed half-way leaves no files behind
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
     return [results[i] for i in range(nshards)]
 
 

@@ -248,3 +248,38 @@ def test_slowest_merge_breaks_ties_as_one_pass():
             _n, got = parallel._merge_slowest(parts, maps, conns)
             assert [(r["conn"], r["total_s"], r["stages"]) for r in got] == \
                 [(r["conn"], r["total_s"], r["stages"]) for r in want], (n, nshards)
+
+
+def test_parent_takes_a_shard_and_results_come_through_files(tmp_path, monkeypatch):
+    """Without packet lines the parent analyses shard 0 itself and forks the rest; each
+    worker hands its result over in a file that is gone afterwards. The results are those
+    of one pass (with and without packet lines, which keep every shard in a worker)."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for path in sorted(PCAPS.glob("*.pcap")):
+        a, la = _reference(path)
+        for jobs in (2, 3):
+            b = parallel.run([str(path)], jobs=jobs)
+            _same(a, b, la, la)
+            lb: list = []
+            c = parallel.run([str(path)], jobs=jobs, on_line=lb.append)
+            _same(a, c, la, lb)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_result_file_round_trip(tmp_path, monkeypatch):
+    """dump_result / load_result: chunked lists come back whole and in order, the file is
+    removed, and an emptied list is left behind in the dumped result."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(parallel, "DUMP_CHUNK", 3)
+    r = parallel.analyse_shard([str(PCAPS / "http-keepalive-loss.pcap")], 0, 1)
+    conns, recs, keys = (list(r.result.connections), list(r.result.records),
+                         list(r.record_keys))
+    assert len(recs) > 3
+    path = parallel.dump_result(r)
+    assert r.result.records == [] and Path(path).exists()
+    back = parallel.load_result(path)
+    assert not Path(path).exists()
+    assert (back.result.connections, back.result.records, back.record_keys) == (
+        conns, recs, keys)

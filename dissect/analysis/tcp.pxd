@@ -66,9 +66,11 @@ cpdef long long _iv_covered(list iv, long long a, long long b)
 
 @cython.final
 cdef class TcpAnalyzer:
-    cdef public dict _conns
+    cdef public dict _conns, _quiet, _dormant
     cdef public list connections
     cdef public bint keep_frames
+    cdef public double _tmax, _dormant_after
+    cdef public long long _nfed, _sweep_mask, revived
 
     @cython.locals(seq=cython.longlong, ack=cython.longlong, flags=cython.longlong,
                    frame=cython.longlong, ts=cython.double, ta=cython.longlong,
@@ -82,6 +84,9 @@ cdef class TcpAnalyzer:
                    fwd=_Dir, rev=_Dir, conn=Connection)
     cpdef feed(self, seg)
     cpdef Connection _new_conn(self, key, seg)
+    cpdef _sweep(self)
+    cpdef _wake(self, key)
+    cpdef _live(self, Py_ssize_t i)
     @cython.locals(flags=cython.longlong, plen=cython.longlong, frame=cython.longlong,
                    is_orig=cython.bint, st=cython.longlong, pst=cython.longlong,
                    seq=cython.longlong, s=cython.longlong, e=cython.longlong,

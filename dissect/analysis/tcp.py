@@ -27,6 +27,7 @@ flag names of a verdict come from a small cache keyed by the flag bits.
 
 from __future__ import annotations
 
+import pickle
 from bisect import bisect_left
 from typing import NamedTuple
 
@@ -485,13 +486,36 @@ def _iv_covered(iv: list, a: int, b: int) -> int:
     return n
 
 
+# A connection that is over (a RST, or a FIN each way) and has had no segment for this many
+# seconds of capture time goes "dormant": its record is made then, and its state is kept
+# pickled instead of as live objects, to be brought back unchanged if another segment of it
+# comes. Memory follows the connections of the last seconds plus a record per connection,
+# and the analysis is exactly the same (tests/analysis/test_tcp_dormant.py runs it with 0 s).
+DORMANT_AFTER_S = 10.0
+# Segments between two looks for connections to put to sleep (a power of two).
+DORMANT_SWEEP_EVERY = 4096
+
+
+def _freeze(conn) -> tuple:
+    """(record, pickled state) of a connection that gets no segment for now."""
+    return conn.record(), pickle.dumps(conn, pickle.HIGHEST_PROTOCOL)
+
+
 class TcpAnalyzer:
     """Wireshark-compatible TCP sequence analysis and connection tracking (sans-I/O)."""
 
     def __init__(self, keep_frames: bool = False):
         self._conns: dict = {}          # canonical 4-tuple -> current Connection
-        self.connections: list[Connection] = []
+        # by connection id: its Connection, or (record, pickled state) while dormant
+        self.connections: list = []
         self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
+        self._quiet: dict = {}          # id -> Connection that is over, not yet dormant
+        self._dormant: dict = {}        # canonical 4-tuple -> id of its dormant connection
+        self._tmax = 0.0                # the latest timestamp seen
+        self._nfed = 0
+        self._dormant_after = DORMANT_AFTER_S
+        self._sweep_mask = DORMANT_SWEEP_EVERY - 1
+        self.revived = 0                # dormant connections brought back by a segment
 
     # -----------------------------------------------------------------------------------
     def feed(self, seg: TcpSegment) -> PacketVerdict:
@@ -503,7 +527,9 @@ class TcpAnalyzer:
         key = (a, b) if a <= b else (b, a)
         conn = self._conns.get(key)
         if conn is None:
-            conn = self._new_conn(key, seg)
+            conn = self._wake(key) if self._dormant else None
+            if conn is None:
+                conn = self._new_conn(key, seg)
         if conn.d_a.ep == a:
             fwd, rev = conn.d_a, conn.d_b
         else:
@@ -720,6 +746,15 @@ class TcpAnalyzer:
         names = _names_cache.get(ta)
         if names is None:
             names = flag_names(ta)
+        if flags & (FIN | RST) and conn.id not in self._quiet and (
+                flags & RST or (conn.cdir.fin_frame is not None
+                                and conn.sdir.fin_frame is not None)):
+            self._quiet[conn.id] = conn
+        if ts > self._tmax:
+            self._tmax = ts
+        self._nfed += 1
+        if not self._nfed & self._sweep_mask and self._quiet:
+            self._sweep()
         # tuple.__new__: the NamedTuple without its Python-level __new__
         return _tnew(PacketVerdict, (frame, conn.id, 0 if fwd is conn.cdir else 1, names,
                                      ack_rtt, acked_frame, bif, dup_num, dup_frame, rto,
@@ -727,12 +762,44 @@ class TcpAnalyzer:
 
     # -----------------------------------------------------------------------------------
     def _new_conn(self, key, seg: TcpSegment) -> Connection:
+        old = self._conns.get(key)
+        if old is not None:
+            # ports reused: the old connection gets no segment again
+            self._quiet.pop(old.id, None)
+            self.connections[old.id] = _freeze(old)
         conn = Connection(len(self.connections), key, seg)
         if self.keep_frames:
             conn.frames = []
         self._conns[key] = conn
         self.connections.append(conn)
         return conn
+
+    def _sweep(self) -> None:
+        """Freeze the connections that are over and quiet for ``DORMANT_AFTER_S``."""
+        cutoff = self._tmax - self._dormant_after
+        quiet = self._quiet
+        for cid, conn in list(quiet.items()):
+            if conn.last_ts <= cutoff:
+                del quiet[cid]
+                self.connections[cid] = _freeze(conn)
+                del self._conns[conn.key]
+                self._dormant[conn.key] = cid
+
+    def _wake(self, key):
+        """The dormant connection of ``key`` back as live objects (None if there is none)."""
+        cid = self._dormant.pop(key, None)
+        if cid is None:
+            return None
+        conn = pickle.loads(self.connections[cid][1])
+        self.connections[cid] = conn
+        self._conns[key] = conn
+        self._quiet[cid] = conn
+        self.revived += 1
+        return conn
+
+    def _live(self, i: int):
+        c = self.connections[i]
+        return pickle.loads(c[1]) if type(c) is tuple else c
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
         (frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, win, plen, opts, payload,
@@ -891,17 +958,20 @@ class TcpAnalyzer:
     # -----------------------------------------------------------------------------------
     def finish(self) -> list[Connection]:
         """All connections, in id order (call once the capture is done)."""
-        return list(self.connections)
+        return [self._live(i) for i in range(len(self.connections))]
 
     def drain_records(self) -> list[dict]:
         """``Connection.record()`` of every connection, in id order, releasing each
         connection's state as its record is made (so the end of a run does not hold both).
         The analyzer is empty afterwards."""
         self._conns.clear()
+        self._quiet.clear()
+        self._dormant.clear()
         conns = self.connections
         out = []
         for i in range(len(conns)):
-            out.append(conns[i].record())
+            c = conns[i]
+            out.append(c[0] if type(c) is tuple else c.record())
             conns[i] = None
         self.connections = []
         return out

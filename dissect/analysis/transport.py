@@ -165,7 +165,7 @@ class TransportAnalyzer:
     def _meta(self, conn) -> dict:
         m = self._metas.get(conn)
         if m is None:
-            c = self.tcp.connections[conn] if conn < len(self.tcp.connections) else None
+            c = self.tcp._live(conn) if conn < len(self.tcp.connections) else None
             m = {"proto": "tcp"} if c is None else \
                 {"client": c.client, "server": c.server, "proto": "tcp"}
             self._metas[conn] = m
