@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from dissect.analysis.tcp import unwrap_records, wrap_records
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
                             new_transport, unsupported_error)
@@ -450,11 +451,14 @@ def dump_result(r: ShardResult) -> str:
     try:
         with os.fdopen(fd, "wb") as f:
             pickle.dump(r, f, protocol=pickle.HIGHEST_PROTOCOL)
-            for lst in lists:
+            for n, lst in enumerate(lists):
                 pickle.dump(len(lst), f)
                 for i in range(0, len(lst), DUMP_CHUNK):
-                    pickle.dump(lst[i:i + DUMP_CHUNK], f, protocol=pickle.HIGHEST_PROTOCOL)
-                    lst[i:i + DUMP_CHUNK] = [None] * len(lst[i:i + DUMP_CHUNK])
+                    chunk = lst[i:i + DUMP_CHUNK]
+                    if n == 0:
+                        chunk = wrap_records(chunk)
+                    pickle.dump(chunk, f, protocol=pickle.HIGHEST_PROTOCOL)
+                    lst[i:i + DUMP_CHUNK] = [None] * len(chunk)
     except BaseException:
         os.unlink(path)
         raise
@@ -468,11 +472,11 @@ def load_result(path: str) -> ShardResult:
         with open(path, "rb") as f:
             r = pickle.load(f)
             lists = []
-            for _ in range(3):
+            for k in range(3):
                 n = pickle.load(f)
                 lst: list = []
                 while len(lst) < n:
-                    lst += pickle.load(f)
+                    lst += unwrap_records(pickle.load(f)) if k == 0 else pickle.load(f)
                 lists.append(lst)
     finally:
         os.unlink(path)

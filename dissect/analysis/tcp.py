@@ -340,30 +340,62 @@ class Connection:
         if self.hs_syn is not None or self.hs_synack is not None:
             hs = {"syn": self.hs_syn, "syn_ack": self.hs_synack, "ack": self.hs_ack,
                   "rtt_s": self.irtt}
-        return {
-            "type": "connection", "id": self.id, "proto": "tcp",
-            "client": {"ip": self.client[0], "port": self.client[1]},
-            "server": _shared({"ip": self.server[0], "port": self.server[1]}),
-            "state": self.conn_state, "history": "".join(self.history),
-            "handshake": hs,
-            "first_frame": self.first_frame, "last_frame": self.last_frame,
-            "start_ts": self.start_ts, "duration_s": self.last_ts - self.start_ts,
-            "packets": {"client": c.packets, "server": s.packets},
-            "bytes": {"client": c.bytes, "server": s.bytes},
-            "retransmissions": c.retrans + s.retrans,
-            "mss": _shared({"client": c.mss, "server": s.mss}),
-            "wscale": _shared({"client": c.wscale_opt, "server": s.wscale_opt}),
-            "sack_perm": c.sack_perm and s.sack_perm,
-            "timestamps": c.timestamps and s.timestamps,
-            "fin": {"client": c.fin_frame, "server": s.fin_frame},
-            "rst": _shared({"client": c.rst_frame, "server": s.rst_frame,
-                            "by": ("client" if c.rst_frame is not None and (
-                                s.rst_frame is None or c.rst_frame < s.rst_frame) else
-                                "server" if s.rst_frame is not None else None)}),
-            "missed_bytes": self.missed_bytes(),
-            "reused_ports": self.reused,
-            "app": None,
-        }
+        # the record is the __dict__ of a ConnRecord: the same dict, in a third of the
+        # memory of a dict literal (see ConnRecord)
+        o = ConnRecord()
+        o.type = "connection"
+        o.id = self.id
+        o.proto = "tcp"
+        o.client = {"ip": self.client[0], "port": self.client[1]}
+        o.server = _shared({"ip": self.server[0], "port": self.server[1]})
+        o.state = self.conn_state
+        o.history = "".join(self.history)
+        o.handshake = hs
+        o.first_frame = self.first_frame
+        o.last_frame = self.last_frame
+        o.start_ts = self.start_ts
+        o.duration_s = self.last_ts - self.start_ts
+        o.packets = {"client": c.packets, "server": s.packets}
+        o.bytes = {"client": c.bytes, "server": s.bytes}
+        o.retransmissions = c.retrans + s.retrans
+        o.mss = _shared({"client": c.mss, "server": s.mss})
+        o.wscale = _shared({"client": c.wscale_opt, "server": s.wscale_opt})
+        o.sack_perm = c.sack_perm and s.sack_perm
+        o.timestamps = c.timestamps and s.timestamps
+        o.fin = {"client": c.fin_frame, "server": s.fin_frame}
+        o.rst = _shared({"client": c.rst_frame, "server": s.rst_frame,
+                         "by": ("client" if c.rst_frame is not None and (
+                             s.rst_frame is None or c.rst_frame < s.rst_frame) else
+                             "server" if s.rst_frame is not None else None)})
+        o.missed_bytes = self.missed_bytes()
+        o.reused_ports = self.reused
+        o.app = None
+        return o.__dict__
+
+
+class ConnRecord:
+    """Holder of a TCP connection record. Instances of one class whose attributes are set
+    in the same order share one table of keys, and the ``__dict__`` of such an instance is
+    an ordinary dict that keeps only its values (CPython's key-sharing dictionaries, PEP
+    412): about 300 bytes for the 24 keys of a connection record instead of 840. Split runs
+    pickle the records wrapped in this class (:func:`wrap_records`) so that they are rebuilt
+    the same way in the parent."""
+
+
+def wrap_records(conns: list) -> list:
+    """TCP connection records as ConnRecords, for pickling (others as they are)."""
+    out = []
+    for d in conns:
+        if d.get("proto") == "tcp" and d.get("type") == "connection":
+            o = ConnRecord.__new__(ConnRecord)
+            o.__dict__ = d
+            d = o
+        out.append(d)
+    return out
+
+
+def unwrap_records(items: list) -> list:
+    return [x.__dict__ if type(x) is ConnRecord else x for x in items]
 
 
 # Equal sub-records that most connections share (the server's address, MSS, window scale,

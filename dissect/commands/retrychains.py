@@ -30,7 +30,20 @@ def _model(b):
     return ", ".join(parts) + f" (confidence {b['confidence']:.2f})"
 
 
-def render(records) -> str:
+def summary_line(chains) -> str:
+    """How many chains of each kind and backoff model, most first."""
+    counts: dict = {}
+    for c in chains:
+        k = (c["kind"], c["backoff"]["model"])
+        counts[k] = counts.get(k, 0) + 1
+    parts = [f"{n} {kind} ({model})" for (kind, model), n in
+             sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
+    return f"{len(chains)} retry chain(s): " + ", ".join(parts)
+
+
+def render(records, limit: int | None = None) -> str:
+    """The chains (the first ``limit`` of them, after a count by kind and model, when
+    given), retry storms and circuit breakers."""
     from dissect.report.text import safe
     lines = []
     chains = [r for r in records if r["type"] == "retry"]
@@ -38,6 +51,11 @@ def render(records) -> str:
     storm = [r for r in records if r["type"] == "retry-storm"]
     if not chains and not brk:
         return "no retry chains and no circuit breakers found"
+    more = 0
+    if limit is not None and len(chains) > limit:
+        lines += [summary_line(chains), ""]
+        more = len(chains) - limit
+        chains = chains[:limit]
     for i, c in enumerate(chains, 1):
         ok = "succeeded" if c["succeeded"] else "gave up"
         lines.append(f"chain {i}: {c['kind']}  {safe(c['client'])} -> {safe(c['server'])}  "
@@ -55,6 +73,8 @@ def render(records) -> str:
         for w in c["warnings"]:
             lines.append(f"  warning: {w}")
         lines.append("")
+    if more:
+        lines += [f"... and {more} more chain(s) ('dissect retries' lists all)", ""]
     for st in storm:
         lines.append(f"RETRY STORM: {st['clients']} clients retried {safe(st['server'])} in "
                      f"lockstep ({st['attempts_each']} attempts each, intervals "

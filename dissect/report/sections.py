@@ -173,7 +173,7 @@ def sections(res) -> list[str]:
         recs = detect(res, getattr(res, "syns", None))
         if recs:
             out.append("Retries and circuit breakers ('dissect retries' for details)\n" +
-                       render(recs))
+                       render(recs, limit=MAX_ROWS))
     except ImportError:
         pass
     except Exception as e:   # conclusions must never take the report down

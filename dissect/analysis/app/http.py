@@ -140,6 +140,36 @@ def retry_after_seconds(value: str | None, date: str | None, ts: float | None):
     return round(when - base, 3)
 
 
+
+# Short strings that repeat from message to message (methods, versions, reasons, header
+# names and common values, the digest of an empty body) are one object each: a capture
+# has tens of thousands of transactions and the same few dozen strings in all of them.
+# Bounded, for traffic where they do not repeat.
+_TEXTS: dict = {}
+MAX_TEXTS = 8192
+MAX_TEXT_LEN = 64
+
+
+def _text(b: bytes) -> str:
+    s = _TEXTS.get(b)
+    if s is None:
+        s = b.decode("latin-1")
+        if len(b) <= MAX_TEXT_LEN and len(_TEXTS) < MAX_TEXTS:
+            _TEXTS[bytes(b)] = s
+    return s
+
+
+_DIGESTS: dict = {}
+
+
+def _digest(h: str) -> str:
+    s = _DIGESTS.get(h)
+    if s is None:
+        s = h
+        if len(_DIGESTS) < MAX_TEXTS:
+            _DIGESTS[h] = h
+    return s
+
 class _Msg:
     """One request or response being read."""
 
@@ -483,9 +513,9 @@ class HttpParser(StreamParser):
                                             repr(line[:64]), self.conn)]
             m = _Msg(frames, ts)
             m.start = line
-            m.method = rl[0].decode("latin-1")
-            m.target = rl[1].decode("latin-1")
-            m.version = rl[2].decode("latin-1") if rl[2] else None
+            m.method = _text(rl[0])
+            m.target = _text(rl[1])
+            m.version = _text(rl[2]) if rl[2] else None
             m.sha = hashlib.sha256()
         else:
             mm = _STATUS_LINE.match(line)
@@ -496,9 +526,9 @@ class HttpParser(StreamParser):
                                 repr(line[:64]), self.conn)]
             m = _Msg(frames, ts)
             m.start = line
-            m.version = mm.group(1).decode("latin-1")
+            m.version = _text(mm.group(1))
             m.status = int(mm.group(2))
-            m.reason = (mm.group(3) or b"").decode("latin-1")
+            m.reason = _text(mm.group(3) or b"")
             out = []
         m.header_bytes = len(line) + 2
         s.msg = m
@@ -519,8 +549,7 @@ class HttpParser(StreamParser):
         if len(m.headers) + len(m.trailers) >= MAX_HEADERS:
             return self._stop("http-too-many-headers", frames[0],
                               f"over MAX_HEADERS ({MAX_HEADERS}) field lines")
-        target.append([mm.group(1).decode("latin-1"),
-                       mm.group(2).strip(b" \t").decode("latin-1")])
+        target.append([_text(mm.group(1)), _text(mm.group(2).strip(b" \t"))])
         return []
 
     def _headers_done(self, direction) -> list[dict]:
@@ -694,7 +723,8 @@ class HttpParser(StreamParser):
                "response_trailers": rs.trailers if rs else None,
                "request_body_len": rq.body_len if rq else None,
                "response_body_len": rs.body_len if rs else None,
-               "request_body_sha256": rq.sha.hexdigest() if rq and rq.sha is not None else None,
+               "request_body_sha256": _digest(rq.sha.hexdigest()) if rq and rq.sha is not None
+               else None,
                "request_transfer_encoding": rq.te if rq else None,
                "response_transfer_encoding": rs.te if rs else None,
                "idempotency_key": None, "retry_after": None,
