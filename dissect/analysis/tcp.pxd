@@ -68,7 +68,7 @@ cpdef long long _iv_covered(list iv, long long a, long long b)
 cdef class TcpAnalyzer:
     cdef public dict _conns, _quiet, _dormant
     cdef public list connections
-    cdef public bint keep_frames
+    cdef public bint keep_frames, _reuse_hit
     cdef public double _tmax, _dormant_after
     cdef public long long _nfed, _sweep_mask, revived
 
@@ -85,7 +85,7 @@ cdef class TcpAnalyzer:
     cpdef feed(self, seg)
     cpdef Connection _new_conn(self, key, seg)
     cpdef _sweep(self)
-    cpdef _wake(self, key)
+    cpdef _wake(self, key, a, long long seq, long long flags)
     cpdef _live(self, Py_ssize_t i)
     @cython.locals(flags=cython.longlong, plen=cython.longlong, frame=cython.longlong,
                    is_orig=cython.bint, st=cython.longlong, pst=cython.longlong,

@@ -281,6 +281,10 @@ def cascade_records(res) -> list[dict]:
     tier short-circuited), then ``cascade-breaker`` records."""
     txs = _transactions(res)
     link(txs)
+    if not any(t.children for t in txs):
+        # no call below any other: no tree, no service calling another (so no breaker
+        # seen from both sides), nothing to group
+        return []
     calls_to: dict = {}
     for t in txs:
         for c in t.children:

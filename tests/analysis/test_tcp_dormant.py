@@ -86,7 +86,7 @@ def test_a_connection_sleeps_only_when_over_and_quiet(monkeypatch):
     a._sweep()
     over = [c for c in a.connections if type(c) is tuple]
     assert over, "no connection of the capture was over"
-    for rec, _state in over:
+    for rec, _batch, _i in over:
         fin = rec["fin"]
         assert rec["rst"]["by"] is not None or (fin["client"] is not None
                                                  and fin["server"] is not None), rec
@@ -95,3 +95,34 @@ def test_a_connection_sleeps_only_when_over_and_quiet(monkeypatch):
     for c in live:
         assert not (c.cdir.fin_frame is not None and c.sdir.fin_frame is not None)
         assert c.cdir.rst_frame is None and c.sdir.rst_frame is None
+
+
+def _seg(frame, ts, fwd, seq, ack, flags, plen=0):
+    c, s = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+    (src, sport), (dst, dport) = (c, s) if fwd else (s, c)
+    return TcpSegment(frame, ts, src, dst, sport, dport, seq, ack, flags, 65535, plen, None,
+                      b"", 0)
+
+
+def test_a_new_isn_on_a_sleeping_connections_ports_does_not_wake_it(monkeypatch):
+    """Ports reused long after a connection ended: the new connection is flagged
+    (tcp.analysis.reused_ports) exactly as if the old one had stayed awake, and the old
+    one is not unpickled for it; a retransmitted SYN of the old one (same ISN) wakes it."""
+    S, A, F = 0x02, 0x10, 0x01
+    first = [_seg(1, 0.0, True, 1000, 0, S), _seg(2, 0.1, False, 5000, 1001, S | A),
+             _seg(3, 0.2, True, 1001, 5001, A), _seg(4, 0.3, True, 1001, 5001, F | A),
+             _seg(5, 0.4, False, 5001, 1002, F | A), _seg(6, 0.5, True, 1002, 5002, A)]
+    later = [_seg(7, 100.0, True, 9000, 0, S), _seg(8, 100.1, False, 7000, 9001, S | A),
+             _seg(9, 100.2, True, 9001, 7001, A)]
+    ref = _run(first + later, monkeypatch, 1e18, 4096)
+    got = _run(first + later, monkeypatch, 0.0, 1)
+    assert got[:3] == ref[:3]
+    assert "reused-ports" in got[0][6].flags or "reused_ports" in " ".join(got[0][6].flags)
+    # the last ACK woke the first connection once (it slept after the second FIN); the
+    # new SYN woke nothing
+    assert got[3] == _run(first, monkeypatch, 0.0, 1)[3] == 1
+    assert [r["reused_ports"] for r in got[2]] == [False, True]
+    again = [_seg(7, 100.0, True, 1000, 0, S)]     # the old SYN once more
+    ref = _run(first + again, monkeypatch, 1e18, 4096)
+    got = _run(first + again, monkeypatch, 0.0, 1)
+    assert got[:3] == ref[:3] and got[3] == 2
