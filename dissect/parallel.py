@@ -15,8 +15,12 @@ analysis (:func:`dissect.engine.analyse_frames`) on whole connections. The paren
   in the order one pass runs them), then the capture-level post-processing runs once;
 * the capture summary is merged cell by cell in order of first frame.
 
-Packet lines (``--format jsonl``) are made by the workers and merged by frame number as
-they stream in, so memory stays bounded. The same worker function serves
+Without packet lines to merge, the parent analyses shard 0 itself and forks workers for
+the others; each worker writes its result to a temporary file in chunks and exits, and the
+parent reads the files only once every worker is gone (no process holds a result, its
+pickled bytes and a copy at once). Packet lines (``--format jsonl``) are made by the workers
+(every shard in a worker then) and merged by frame number as they stream in, so memory
+stays bounded. The same worker function serves
 :mod:`dissect.distributed` (dask), where each task reads the files from shared storage.
 
 What does not split: frames of other protocols are shared out by frame number (they only
