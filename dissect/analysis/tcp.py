@@ -1022,7 +1022,16 @@ class TcpAnalyzer:
     # -----------------------------------------------------------------------------------
     def finish(self) -> list[Connection]:
         """All connections, in id order (call once the capture is done)."""
-        return [self._live(i) for i in range(len(self.connections))]
+        out = []
+        thawed: dict = {}       # each pickled batch unpickled once
+        for c in self.connections:
+            if type(c) is tuple:
+                batch = thawed.get(id(c[1]))
+                if batch is None:
+                    batch = thawed[id(c[1])] = pickle.loads(c[1])
+                c = batch[c[2]]
+            out.append(c)
+        return out
 
     def drain_records(self) -> list[dict]:
         """``Connection.record()`` of every connection, in id order, releasing each
