@@ -182,30 +182,32 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
         sink = pq.line if packets else None
     elif fmt == "jsonl" and packets:
         sink = out.line
-    bar = Progress(quiet=quiet)
-    try:
-        res = run_any(paths, jobs=jobs, engine=engine, scheduler=scheduler, on_line=sink,
-                      progress=bar.update, slowest=_slowest_rows() if fmt == "text" else 0)
-    finally:
-        bar.close()
-    if fmt == "jsonl":
-        for c in res.connections:
-            out.line(jsonl.dumps(c))
-        for r in res.records:
-            out.line(jsonl.dumps(r))
-        out.line(jsonl.dumps(res.summary.to_record() | {"file": ", ".join(files),
-                 "error": str(res.error) if res.error else None}))
-    elif fmt == "parquet":
-        from dissect.analysis.backoff_chains import detect
-        pq.finish(res, detect(res))
-    else:
-        from dissect.engine import gc_paused
-        from dissect.report.terminal import render_analyze
-        with gc_paused():
+    from dissect.engine import gc_paused
+    # the cycle collector stays off from the analysis to the exit: re-enabled in between,
+    # its first pass walked every object the analysis had made (gen 0 holds all of them)
+    with gc_paused():
+        bar = Progress(quiet=quiet)
+        try:
+            res = run_any(paths, jobs=jobs, engine=engine, scheduler=scheduler, on_line=sink,
+                          progress=bar.update, slowest=_slowest_rows() if fmt == "text" else 0)
+        finally:
+            bar.close()
+        if fmt == "jsonl":
+            for c in res.connections:
+                out.line(jsonl.dumps(c))
+            for r in res.records:
+                out.line(jsonl.dumps(r))
+            out.line(jsonl.dumps(res.summary.to_record() | {"file": ", ".join(files),
+                     "error": str(res.error) if res.error else None}))
+        elif fmt == "parquet":
+            from dissect.analysis.backoff_chains import detect
+            pq.finish(res, detect(res))
+        else:
+            from dissect.report.terminal import render_analyze
             text = render_analyze(res, colour=use_colour(force=color),
                                   sections=_app_sections(res))
-        out.line(text)
-    _finish(res, out)
+            out.line(text)
+        _finish(res, out)
 
 
 def _slowest_rows() -> int:

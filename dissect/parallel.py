@@ -405,6 +405,11 @@ def _needs_one_pass(parts: list[ShardResult]) -> bool:
 # --------------------------------------------------------------------------- running
 
 def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes, slowest=0):
+    # a worker makes no cyclic garbage worth a pass and exits when done: no collector at
+    # all (re-enabled after the analysis, its first pass walked every object of it while
+    # the result was being written)
+    import gc
+    gc.disable()
     try:
         buf: list = []
         lines = None
