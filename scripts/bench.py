@@ -208,12 +208,13 @@ def _watched(cmd: list[str]) -> tuple[float, int, int, int, int]:
 def first_part(path: str, out: str, n: int) -> int:
     """The first ``n`` packets of a plain pcap as another file (0 for other formats)."""
     import struct
+
+    from dissect.io.capture import PCAP_MAGICS
     with open(path, "rb") as f:
         head = f.read(24)
-        if len(head) < 24 or head[:4] not in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",
-                                              b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):
+        if len(head) < 24 or head[:4] not in PCAP_MAGICS:
             return 0
-        order = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        order = PCAP_MAGICS[head[:4]][0]
         with open(out, "wb") as w:
             w.write(head)
             for k in range(n):

@@ -86,7 +86,7 @@ cdef class TcpAnalyzer:
     cpdef Connection _new_conn(self, key, seg)
     cpdef _sweep(self)
     cpdef _wake(self, key, a, long long seq, long long flags)
-    cpdef _live(self, Py_ssize_t i)
+    cpdef _live(self, Py_ssize_t i, dict thawed=*)
     @cython.locals(flags=cython.longlong, plen=cython.longlong, frame=cython.longlong,
                    is_orig=cython.bint, st=cython.longlong, pst=cython.longlong,
                    seq=cython.longlong, s=cython.longlong, e=cython.longlong,

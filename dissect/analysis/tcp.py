@@ -861,9 +861,18 @@ class TcpAnalyzer:
         self.revived += 1
         return conn
 
-    def _live(self, i: int):
+    def _live(self, i: int, thawed: dict | None = None):
+        """Connection ``i`` as live objects (a dormant one unpickled; ``thawed`` keeps the
+        unpickled batches when many are asked for)."""
         c = self.connections[i]
-        return pickle.loads(c[1])[c[2]] if type(c) is tuple else c
+        if type(c) is not tuple:
+            return c
+        if thawed is None:
+            return pickle.loads(c[1])[c[2]]
+        batch = thawed.get(id(c[1]))
+        if batch is None:
+            batch = thawed[id(c[1])] = pickle.loads(c[1])
+        return batch[c[2]]
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
         (frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, win, plen, opts, payload,
@@ -1022,16 +1031,8 @@ class TcpAnalyzer:
     # -----------------------------------------------------------------------------------
     def finish(self) -> list[Connection]:
         """All connections, in id order (call once the capture is done)."""
-        out = []
         thawed: dict = {}       # each pickled batch unpickled once
-        for c in self.connections:
-            if type(c) is tuple:
-                batch = thawed.get(id(c[1]))
-                if batch is None:
-                    batch = thawed[id(c[1])] = pickle.loads(c[1])
-                c = batch[c[2]]
-            out.append(c)
-        return out
+        return [self._live(i, thawed) for i in range(len(self.connections))]
 
     def drain_records(self) -> list[dict]:
         """``Connection.record()`` of every connection, in id order, releasing each

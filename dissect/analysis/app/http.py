@@ -142,9 +142,9 @@ def retry_after_seconds(value: str | None, date: str | None, ts: float | None):
 
 
 # Short strings that repeat from message to message (methods, versions, reasons, header
-# names and common values, the digest of an empty body) are one object each: a capture
-# has tens of thousands of transactions and the same few dozen strings in all of them.
-# Bounded, for traffic where they do not repeat.
+# names and common values) are one object each: a capture has tens of thousands of
+# transactions and the same few dozen strings in all of them. Bounded, for traffic where
+# they do not repeat.
 _TEXTS: dict = {}
 MAX_TEXTS = 8192
 MAX_TEXT_LEN = 64
@@ -159,16 +159,13 @@ def _text(b: bytes) -> str:
     return s
 
 
-_DIGESTS: dict = {}
+# The digest of an empty body (most requests): one string for all of them; other digests
+# are unique and kept as they come.
+_EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 
 def _digest(h: str) -> str:
-    s = _DIGESTS.get(h)
-    if s is None:
-        s = h
-        if len(_DIGESTS) < MAX_TEXTS:
-            _DIGESTS[h] = h
-    return s
+    return _EMPTY_SHA256 if h == _EMPTY_SHA256 else h
 
 class _Msg:
     """One request or response being read."""
