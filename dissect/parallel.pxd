@@ -5,6 +5,7 @@
 # which leaves the low 32 bits exactly as Python's unbounded integers give them.
 
 import cython
+cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
 
 cpdef unsigned long long _mix(unsigned long long a, unsigned long long p)
 

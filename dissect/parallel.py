@@ -31,6 +31,8 @@ are not split (one worker takes the whole of them).
 
 from __future__ import annotations
 
+import dissect.tuples as _tuples
+
 import heapq
 import os
 import socket
@@ -58,7 +60,6 @@ UNSPLITTABLE_PORTS = (21,)
 
 _hdr4 = struct.Struct("!12xHB5xHxB2xII").unpack_from    # etype, vihl, frag, proto, src, dst
 _ports = struct.Struct("!HH").unpack_from
-_tnew = tuple.__new__    # a NamedTuple without its Python-level __new__
 
 
 def _mix(a: int, p: int) -> int:
@@ -142,7 +143,7 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
         h = fast(buf, start, caplen, lt)
         if h is None:
             data = buf[start:end]
-            fr = _tnew(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0, data))
+            fr = _tuples.make(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0, data))
             t = _decode(fr).transport
             s = shard_of_transport(t, nshards) if t is not None else number % nshards
             if s != shard:
@@ -152,7 +153,7 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
             off = end
             continue
         else:
-            fr = _tnew(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0,
+            fr = _tuples.make(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0,
                                 buf[start:end]))
         if nwarn < 1000:
             if caplen > snaplen and snaplen:

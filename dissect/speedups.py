@@ -70,15 +70,31 @@ def types_path(module: str) -> Path:
     return source_path(module).with_suffix(".pxd")
 
 
+def cimported(module: str) -> list[Path]:
+    """The ``.pxd`` files of dissect modules that ``module``'s ``.pxd`` cimports (their
+    inline C functions are compiled into ``module``): ``cimport dissect.x as y`` lines."""
+    pxd = types_path(module)
+    if not pxd.exists():
+        return []
+    out = []
+    for line in pxd.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] == "cimport" and words[1].startswith("dissect."):
+            out.append(PACKAGE_DIR.parent.joinpath(*words[1].split(".")).with_suffix(".pxd"))
+    return out
+
+
 def module_hash(module: str) -> str | None:
-    """SHA-256 of what a build of ``module`` is made from: its source, and its ``.pxd``
-    when it has one."""
+    """SHA-256 of what a build of ``module`` is made from: its source, its ``.pxd`` when it
+    has one, and the ``.pxd`` files that one cimports."""
     h = hashlib.sha256()
     try:
         h.update(source_path(module).read_bytes())
         pxd = types_path(module)
         if pxd.exists():
             h.update(b"\0pxd\0" + pxd.read_bytes())
+        for dep in cimported(module):
+            h.update(b"\0cimport\0" + dep.read_bytes())
     except OSError:
         return None
     return h.hexdigest()

@@ -62,6 +62,10 @@ def main(argv=None) -> int:
             shutil.copyfile(path, dst)
             if speedups.types_path(m).exists():
                 shutil.copyfile(speedups.types_path(m), dst.with_suffix(".pxd"))
+            for dep in speedups.cimported(m):   # declarations it cimports (inline C)
+                to = src / dep.relative_to(speedups.PACKAGE_DIR.parent)
+                to.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dep, to)
             for parent in rel.parents:
                 if str(parent) != ".":
                     (src / parent / "__init__.py").touch()

@@ -81,3 +81,27 @@ def test_a_changed_source_is_never_shadowed(tmp_path, monkeypatch):
     assert all(st[m] == "not built" for m in speedups.MODULES[3:])
     monkeypatch.setenv(speedups.ENV_PURE, "1")
     assert speedups.status()[m_ok] == "off"
+
+
+def test_a_change_to_a_cimported_pxd_makes_its_users_stale(tmp_path, monkeypatch):
+    """dissect/tuples.pxd's inline make() is compiled into the modules that cimport it: an
+    edit to it must change their hash (so their old builds are not loaded)."""
+    users = [m for m in speedups.MODULES
+             if speedups.PACKAGE_DIR / "tuples.pxd" in speedups.cimported(m)]
+    assert "dissect.analysis.tcp" in users and "dissect.columns.scan" in users
+    before = {m: speedups.module_hash(m) for m in speedups.MODULES}
+    pkg = tmp_path / "dissect"
+    import shutil
+    shutil.copytree(speedups.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("_compiled"))
+    (pkg / "tuples.pxd").write_text((pkg / "tuples.pxd").read_text() + "\n# edited\n")
+    monkeypatch.setattr(speedups, "PACKAGE_DIR", pkg)
+    after = {m: speedups.module_hash(m) for m in speedups.MODULES}
+    changed = sorted(m for m in speedups.MODULES if before[m] != after[m])
+    assert changed == sorted(users)
+
+
+def test_tuples_make_builds_the_named_tuple():
+    from dissect import tuples
+    from dissect.columns.segment import TcpOptions
+    o = tuples.make(TcpOptions, (1460, 7, True, None, None, ()))
+    assert type(o) is TcpOptions and o == TcpOptions(1460, 7, True) and o.wscale == 7

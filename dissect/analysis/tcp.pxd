@@ -6,6 +6,7 @@
 # can be None stay objects.
 
 import cython
+cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
 
 # module constants as C integers (tcp.py re-exports them as Python names at its end)
 cdef long long FIN, SYN, RST, PSH, ACK, _SFR, M32, HALF

@@ -27,6 +27,8 @@ flag names of a verdict come from a small cache keyed by the flag bits.
 
 from __future__ import annotations
 
+import dissect.tuples as _tuples
+
 import pickle
 from bisect import bisect_left
 from typing import NamedTuple
@@ -38,7 +40,6 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _SFR = SYN | FIN | RST
 
 M32 = 0xFFFFFFFF
-_tnew = tuple.__new__
 HALF = 0x80000000
 
 # --- Wireshark's analysis flag bits (TCP_A_* in packet-tcp.h) --------------------------------
@@ -802,8 +803,8 @@ class TcpAnalyzer:
         self._nfed += 1
         if not self._nfed & self._sweep_mask and self._quiet:
             self._sweep()
-        # tuple.__new__: the NamedTuple without its Python-level __new__
-        return _tnew(PacketVerdict, (frame, conn.id, 0 if fwd is conn.cdir else 1, names,
+        # dissect.tuples.make: the NamedTuple without its Python-level __new__
+        return _tuples.make(PacketVerdict, (frame, conn.id, 0 if fwd is conn.cdir else 1, names,
                                      ack_rtt, acked_frame, bif, dup_num, dup_frame, rto,
                                      rto_frame, irtt, bm, reason))
 

@@ -11,6 +11,8 @@ a test keeps the two in agreement.
 
 from __future__ import annotations
 
+import dissect.tuples as _tuples
+
 import socket
 import struct
 from typing import Iterator, NamedTuple
@@ -36,7 +38,6 @@ _u16 = struct.Struct("!H").unpack_from
 _u32 = struct.Struct("!I").unpack_from
 _tcp_hdr = struct.Struct("!HHIIBBHHH").unpack_from
 _udp_hdr = struct.Struct("!HHHH").unpack_from
-_tnew = tuple.__new__
 _NOP_NOP_TS = b"\x01\x01\x08\x0a"
 _ts_pair = struct.Struct("!II").unpack_from
 
@@ -110,7 +111,7 @@ def parse_tcp_options(data: bytes, start: int, end: int) -> tuple[TcpOptions | N
             tsval = _u32(data, i + 2)[0]
             tsecr = _u32(data, i + 6)[0]
         i += olen
-    return _tnew(TcpOptions, (mss, wscale, sack_perm, tsval, tsecr, tuple(sack))), bad
+    return _tuples.make(TcpOptions, (mss, wscale, sack_perm, tsval, tsecr, tuple(sack))), bad
 
 
 _CHAIN_ETH_IP_TCP = ("eth", "ip", "tcp")
@@ -138,7 +139,7 @@ def decode_frame(fr: Frame) -> Decoded:
                         # what Linux puts on every segment after the handshake: two NOPs
                         # and timestamps (the same TcpOptions the general parser gives)
                         tsval, tsecr = _ts_pair(data, 58)
-                        opts = _tnew(TcpOptions, (None, None, False, tsval, tsecr, ()))
+                        opts = _tuples.make(TcpOptions, (None, None, False, tsval, tsecr, ()))
                     elif thl > 20:
                         opts, bad = parse_tcp_options(data, 54, 34 + thl)
                         if bad:
@@ -147,9 +148,9 @@ def decode_frame(fr: Frame) -> Decoded:
                     plen = total - 20 - thl
                     pend = poff + plen
                     payload = data[poff:pend] if plen and poff < n else b""
-                    # tuple.__new__ builds the same NamedTuples without their Python-level
+                    # dissect.tuples.make builds the same NamedTuples without their Python-level
                     # __new__ (a third of this path's time)
-                    return _tnew(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tnew(TcpSegment, (
+                    return _tuples.make(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tuples.make(TcpSegment, (
                         fr.number, fr.ts, src, dst, sport, dport, seq, ack,
                         flagb | ((offb & 1) << 8), win, plen, opts, payload, poff, (),
                         fr.iface)), anomalies, ()))
@@ -158,7 +159,7 @@ def decode_frame(fr: Frame) -> Decoded:
                 if 8 <= ulen <= total - 20:
                     plen = ulen - 8
                     payload = data[42:42 + plen] if plen else b""
-                    return _tnew(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tnew(UdpDatagram, (
+                    return _tuples.make(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tuples.make(UdpDatagram, (
                         fr.number, fr.ts, src, dst, sport, dport, plen, payload, 42,
                         fr.iface)), (), ()))
     chain: list[str] = []

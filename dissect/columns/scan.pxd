@@ -5,6 +5,7 @@
 # bounds-checked (a hostile length raises, as in Python, instead of reading past the map).
 
 import cython
+cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
 
 @cython.locals(a=cython.ulonglong, b=cython.ulonglong)
 cdef inline unsigned long long _be16(const unsigned char[:] mv, Py_ssize_t o)

@@ -17,12 +17,13 @@ whether this module runs compiled, and the caller picks the struct-based walk ot
 
 from __future__ import annotations
 
+import dissect.tuples as _tuples
+
 from dissect.columns.decode import (_CHAIN_ETH_IP_TCP, _CHAIN_ETH_IP_UDP, Decoded,
                                     decode_frame, parse_tcp_options)
 from dissect.columns.segment import TcpOptions, TcpSegment, UdpDatagram
 from dissect.io.capture import MAX_CAPLEN, Frame
 
-_tnew = tuple.__new__
 # Record-header warnings a file gives before the rest are only counted.
 MAX_WARNINGS = 1000
 _addr4_int: dict = {}
@@ -141,12 +142,12 @@ def _scan(out, buf, size, little, res, snaplen, lt, shard, nshards, other_shard,
         if fast and 20 < total <= wirelen - 14:
             d = _decode_ip4(mv, buf, start, caplen, total, proto, number, ts)
         if d is None:
-            fr = _tnew(Frame, (number, ts, caplen, wirelen, lt, 0, buf[start:end]))
+            fr = _tuples.make(Frame, (number, ts, caplen, wirelen, lt, 0, buf[start:end]))
             d = decode_frame(fr)
             if nshards > 1 and not fast and other_shard(number, d) != shard:
                 continue
         else:
-            fr = _tnew(Frame, (number, ts, caplen, wirelen, lt, 0,
+            fr = _tuples.make(Frame, (number, ts, caplen, wirelen, lt, 0,
                                buf[start:end] if keep_data else b""))
         if nwarn < MAX_WARNINGS:
             if caplen > snaplen and snaplen:
@@ -223,7 +224,7 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
             b1 = mv[o + 9]
             b2 = mv[o + 10]
             b3 = mv[o + 11]
-            opts = _tnew(TcpOptions, (None, None, False, v,
+            opts = _tuples.make(TcpOptions, (None, None, False, v,
                                       (b0 << 24) | (b1 << 16) | (b2 << 8) | b3, ()))
         elif thl > 20:
             opts, bad = parse_tcp_options(buf[start:start + 34 + thl], 54, 34 + thl)
@@ -235,7 +236,7 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
         if pend > n:
             pend = n
         payload = buf[start + poff:start + pend] if plen and poff < n else b""
-        return _tnew(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tnew(TcpSegment, (
+        return _tuples.make(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tuples.make(TcpSegment, (
             number, ts, src, dst, sport, dport, seq, ack, flags, win, plen, opts, payload,
             poff, (), 0)), anomalies, ()))
     ulen = (mv[o + 4] << 8) | mv[o + 5]
@@ -246,7 +247,7 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
     if pend > n:
         pend = n
     payload = buf[start + 42:start + pend] if plen else b""
-    return _tnew(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tnew(UdpDatagram, (
+    return _tuples.make(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tuples.make(UdpDatagram, (
         number, ts, src, dst, sport, dport, plen, payload, 42, 0)), (), ()))
 
 

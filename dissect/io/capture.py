@@ -13,6 +13,8 @@ frame before it has been yielded; the error names the file, the frame and the re
 
 from __future__ import annotations
 
+import dissect.tuples as _tuples
+
 import gzip
 import io
 import mmap
@@ -64,8 +66,7 @@ class Frame(NamedTuple):
     data: bytes
 
 
-# Frames are built with tuple.__new__ (the NamedTuple without its Python-level __new__).
-_tnew = tuple.__new__
+# Frames are built with dissect.tuples.make (the NamedTuple without its Python-level __new__).
 
 
 class CaptureInfo:
@@ -371,7 +372,7 @@ class CaptureReader:
                 self.warnings.append((number, "caplen-exceeds-wire-length"))
             if frac * res >= 1.0 and len(self.warnings) < 1000:
                 self.warnings.append((number, "timestamp-fraction-out-of-range"))
-            yield _tnew(Frame, (number, sec + frac * res, caplen, wirelen, linktype, 0, data))
+            yield _tuples.make(Frame, (number, sec + frac * res, caplen, wirelen, linktype, 0, data))
             off = end
 
     # ----------------------------------------------------------------- pcapng
@@ -473,7 +474,7 @@ class CaptureReader:
                 number += 1
                 self.frames_read = number
                 ts = ((tsh << 32) | tsl) * tsres + tsoff
-                yield _tnew(Frame, (number, ts, caplen, wirelen, lt, ifid, body[20:20 + caplen]))
+                yield _tuples.make(Frame, (number, ts, caplen, wirelen, lt, ifid, body[20:20 + caplen]))
             elif btype == 3:  # Simple Packet Block
                 if not ifaces:
                     raise self._damaged("simple packet block before any interface", off)
@@ -484,7 +485,7 @@ class CaptureReader:
                     caplen = min(caplen, snap)
                 number += 1
                 self.frames_read = number
-                yield _tnew(Frame, (number, 0.0, caplen, wirelen, lt, 0, body[4:4 + caplen]))
+                yield _tuples.make(Frame, (number, 0.0, caplen, wirelen, lt, 0, body[4:4 + caplen]))
             # other blocks (name resolution, statistics, decryption secrets, custom) skipped
             off += blen
             win.release(off)
