@@ -2,5 +2,7 @@
 # Cython's augmenting declarations, see dissect/analysis/tcp.pxd). engine.py stays the
 # reference.
 
+cimport dissect.tuples as _tuples   # view(): NamedTuple items read in C
+
 cdef class Verdict:
     cdef public object conn, flags, _values, direction, _pv

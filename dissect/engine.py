@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
+import dissect.tuples as _tuples
 from dissect.analysis.summary import CaptureSummary
 from dissect.columns.decode import decode_frame
 from dissect.columns.scan import USE_SCAN, pcap_pairs
@@ -192,22 +193,24 @@ def analyse_frames(frames, res: Result, transport, on_frame=None, progress=None,
             d = decode_frame(fr)
         summary.add(fr, d)
         v = empty
-        t = d.transport
+        chain, _src, _dst, t, _anomalies, _vlan = _tuples.view(d)
         if transport is not None and t is not None:
             v = transport.feed(t)
-            if v.flags:
-                summary.flags(v.flags)
-                if "retransmission" in v.flags and v.values and t.plen:
+            flags = v.flags
+            if flags:
+                summary.flags(flags)
+                if "retransmission" in flags and v.values and t.plen:
                     val = v.values
                     retrans.append((v.conn, t.seq, t.plen, t.frame, t.ts,
                                     val.get("rto_frame"),
                                     t.ts - val["rto"] if val.get("rto") else None))
-            summary.add_conn(d.chain, v.conn, fr.wirelen)
-            if t.__class__ is TcpSegment and t.flags & 0x12 == 0x02:
+            summary.add_conn(chain, v.conn, _tuples.view(fr)[3])   # its wire length
+            # a SYN without ACK (the segment's flags, item 8)
+            if type(t) is TcpSegment and _tuples.view(t)[8] & 0x12 == 0x02:
                 syns.append((t.frame, t.ts, t.src, t.sport, t.dst, t.dport, t.seq))
         if on_frame is not None:
             on_frame(fr, d, v)
-        if progress is not None and not fr.number % PROGRESS_EVERY:
+        if progress is not None and not _tuples.view(fr)[0] % PROGRESS_EVERY:
             progress(summary.frames, summary.bytes_captured + 16 * summary.frames)
 
 

@@ -22,3 +22,11 @@ cdef inline object make(type cls, tuple values):
         Py_INCREF(v)
         PyTuple_SET_ITEM(r, i, v)
     return r
+
+
+# t (a tuple or a tuple subclass: the per-packet NamedTuples) typed as a tuple, so that its
+# items are read with PyTuple_GET_ITEM; anything else is a TypeError, as in Python.
+cdef inline tuple view(object t):
+    if not isinstance(t, tuple):
+        raise TypeError(f"not a tuple: {type(t).__name__}")
+    return <tuple>t

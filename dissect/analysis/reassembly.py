@@ -23,6 +23,8 @@ from __future__ import annotations
 from bisect import insort
 from typing import NamedTuple
 
+import dissect.tuples as _tuples
+
 from dissect.columns.segment import TcpSegment
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -101,15 +103,13 @@ class StreamReassembler:
         h = self.halves[direction]
         other = self.halves[1 - direction]
         out: list[StreamItem] = []
-        flags = seg.flags
-        frame, ts = seg.frame, seg.ts
-        s = h.unwrap(seg.seq)
+        (frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, _win, plen, _opts, payload,
+         _poff, _vlan, _iface) = _tuples.view(seg)
+        s = h.unwrap(seq)
         if flags & SYN:
             s += 1
             if h.next is None:
                 h.next = s
-        payload = seg.payload
-        plen = seg.plen
         if plen > 0 and not flags & RST:
             if h.next is None:
                 h.next = s
@@ -127,7 +127,7 @@ class StreamReassembler:
         self._deliver(h, direction, out)
         # the peer's ACK tells us what it received of the other direction
         if flags & ACK and other.started and other.next is not None:
-            a = other.lastabs + _sdiff(seg.ack, other.lastraw)
+            a = other.lastabs + _sdiff(ack, other.lastraw)
             limit = a
             if other.fin_at is not None and a > other.fin_at:
                 limit = other.fin_at
@@ -156,7 +156,7 @@ class StreamReassembler:
             return
         e = s + len(data)
         if h.fin_at is not None and s >= h.fin_at:
-            out.append(StreamItem(d, ANOMALY, "data-after-fin", frame, ts))
+            out.append(_tuples.make(StreamItem, (d, ANOMALY, "data-after-fin", frame, ts)))
         nxt = h.next
         if e <= nxt:
             self._check_overlap(h, d, s, data, frame, ts, out)
@@ -166,7 +166,7 @@ class StreamReassembler:
             data = data[nxt - s:]
             s = nxt
         if h.held_bytes + len(data) > MAX_OOO_BYTES and s > nxt:
-            out.append(StreamItem(d, ANOMALY, "ooo-buffer-full", frame, ts))
+            out.append(_tuples.make(StreamItem, (d, ANOMALY, "ooo-buffer-full", frame, ts)))
             first = h.held[0][0] if h.held else s
             self._gap_until(h, d, min(first, s), frame, ts, out)
             self._deliver(h, d, out)
@@ -189,7 +189,7 @@ class StreamReassembler:
         new = data[lo - s:hi - s]
         if old != new[:len(old)]:
             h.mismatches += 1
-            out.append(StreamItem(d, ANOMALY, "overlap-mismatch", frame, ts))
+            out.append(_tuples.make(StreamItem, (d, ANOMALY, "overlap-mismatch", frame, ts)))
 
     def _deliver(self, h: _Half, d: int, out) -> None:
         held = h.held
@@ -203,7 +203,7 @@ class StreamReassembler:
             if start < h.next:
                 self._check_overlap(h, d, start, data[:h.next - start], frame, ts, out)
                 data = data[h.next - start:]
-            out.append(StreamItem(d, DATA, data, frame, ts))
+            out.append(_tuples.make(StreamItem, (d, DATA, data, frame, ts)))
             if not h.tail:
                 h.tail_start = h.tail_base = h.next
             self._append_tail(h, data)
@@ -224,7 +224,7 @@ class StreamReassembler:
         if h.next is None or upto <= h.next:
             return
         size = upto - h.next
-        out.append(StreamItem(d, GAP, size, frame, ts))
+        out.append(_tuples.make(StreamItem, (d, GAP, size, frame, ts)))
         h.gapped += size
         h.next = upto
         h.tail = bytearray()

@@ -2,6 +2,8 @@
 # augmenting declarations, see dissect/analysis/tcp.pxd): counters as C integers, updated
 # for every frame without a dictionary lookup. summary.py stays the reference.
 
+cimport dissect.tuples as _tuples   # view(): NamedTuple items read in C
+
 cdef class CaptureSummary:
     cdef public long long frames, bytes_captured, bytes_wire, truncated_frames
     cdef public long long conversations_dropped

@@ -4,6 +4,7 @@ the number of distinct chains/conversations/anomaly names, not with the frames."
 
 from __future__ import annotations
 
+import dissect.tuples as _tuples
 from dissect.osi import layer_of
 
 # (protocol chain, source, destination) cells kept; beyond this, new address pairs are
@@ -37,32 +38,32 @@ class CaptureSummary:
         """Per frame: one dict update keyed by (chain, src, dst); the hierarchy and the
         conversations are derived from these cells at the end."""
         self.frames += 1
-        wl = fr.wirelen
-        self.bytes_captured += fr.caplen
+        number, ts, caplen, wl, _lt, _iface, _data = _tuples.view(fr)
+        chain, src, dst, _t, anomalies, _vlan = _tuples.view(decoded)
+        self.bytes_captured += caplen
         self.bytes_wire += wl
-        ts = fr.ts
         if self.first_ts is None or ts < self.first_ts:
             self.first_ts = ts
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
-        if fr.caplen < wl:
+        if caplen < wl:
             self.truncated_frames += 1
-        key = (decoded.chain, decoded.src, decoded.dst)
+        key = (chain, src, dst)
         cell = self._cells.get(key)
         if cell is None:
             if len(self._cells) >= MAX_CONVERSATIONS:
                 self.conversations_dropped += 1
-                key = (decoded.chain, None, None)
+                key = (chain, None, None)
                 cell = self._cells.get(key)
             if cell is None:
-                cell = self._cells[key] = [0, 0, ts, ts, fr.number]
+                cell = self._cells[key] = [0, 0, ts, ts, number]
         cell[0] += 1
         cell[1] += wl
         if ts > cell[3]:
             cell[3] = ts
-        if decoded.anomalies:
-            for a in decoded.anomalies:
-                self.anomaly(a, fr.number)
+        if anomalies:
+            for a in anomalies:
+                self.anomaly(a, number)
 
     def merge(self, parts: list["CaptureSummary"], conn_maps=None) -> None:
         """Add the counts of ``parts`` (summaries of disjoint sets of frames, e.g. one per

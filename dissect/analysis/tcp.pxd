@@ -17,6 +17,9 @@ cdef long long A_WINDOW_FULL, A_REUSED_PORTS, A_SPURIOUS_RETRANSMISSION
 cdef long long TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT
 cdef long long _INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET
 
+# called per segment: C calls (their bodies, and so Python's round(), unchanged)
+cpdef object _ns(double seconds)
+cpdef object _disagreement(long long ta, tuple bm)
 cpdef bint seq_gt(long long a, long long b)
 cpdef bint seq_le(long long a, long long b)
 

@@ -563,7 +563,7 @@ class TcpAnalyzer:
     def feed(self, seg: TcpSegment) -> PacketVerdict:
         # one unpacking instead of a dozen attribute lookups
         (frame, ts, src, dst, sport, dport, seq, ack, flags, win, seglen, opts, _payload,
-         _poff, _vlan, _iface) = seg
+         _poff, _vlan, _iface) = _tuples.view(seg)
         a = (src, sport)
         b = (dst, dport)
         key = (a, b) if a <= b else (b, a)
@@ -765,10 +765,11 @@ class TcpAnalyzer:
 
         # ---- options, SYN bookkeeping, iRTT (after the analysis, as in dissect_tcp) -----
         if opts is not None:
-            if opts.wscale is not None:
-                fwd.win_scale = min(opts.wscale, 14)
-            if opts.sack:
-                fwd.sack = opts.sack[:4]
+            _mss, wscale, _sp, _tsv, _tse, sack = _tuples.view(opts)
+            if wscale is not None:
+                fwd.win_scale = min(wscale, 14)
+            if sack:
+                fwd.sack = sack[:4]
         if flags & SYN:
             fwd.is_first_ack = True
             if not flags & ACK:
@@ -877,7 +878,7 @@ class TcpAnalyzer:
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
         (frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, win, plen, opts, payload,
-         _poff, _vlan, _iface) = seg
+         _poff, _vlan, _iface) = _tuples.view(seg)
         fwd.packets += 1
         fwd.bytes += plen
         is_orig = fwd is conn.cdir
@@ -1021,8 +1022,8 @@ class TcpAnalyzer:
                     conn._hist(rev, "G")
             elif a_ == old and plen == 0 and not flags & (SYN | FIN | RST):
                 rev.bm_dupacks += 1
-            if opts is not None and opts.sack:
-                for l_, r_ in opts.sack:
+            if opts is not None:
+                for l_, r_ in _tuples.view(opts)[5]:   # its SACK blocks
                     lo = rev.rel(l_)
                     _iv_add(rev.bm_sacked, lo, lo + ((r_ - l_) & M32))
         out_t = tuple(out)

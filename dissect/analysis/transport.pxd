@@ -4,6 +4,7 @@
 # reference.
 
 import cython
+cimport dissect.tuples as _tuples   # view(): NamedTuple items read in C
 
 
 @cython.final

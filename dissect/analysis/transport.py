@@ -8,6 +8,7 @@ UDP flows are ``"udp/N"`` in order of first appearance (strings, so the two neve
 from __future__ import annotations
 
 
+import dissect.tuples as _tuples
 from dissect.analysis.flows import UdpFlows
 from dissect.analysis.reassembly import Reassembler
 from dissect.analysis.tcp import TcpAnalyzer
@@ -96,24 +97,27 @@ class TransportAnalyzer:
     def feed(self, t) -> Verdict:
         if type(t) is TcpSegment:
             pv = self.tcp.feed(t)
+            (_frame, conn, direction, flags, ack_rtt, _acked, _bif, _dupn, _dupf, _rto,
+             _rtof, irtt, _bytemap, _reason) = _tuples.view(pv)
             # the values are made from pv only when someone reads them (Verdict.values)
-            lazy = pv if (pv.flags or pv.ack_rtt is not None or pv.irtt is not None) else None
+            lazy = pv if (flags or ack_rtt is not None or irtt is not None) else None
             if self.reasm is not None:
-                if t.plen:
+                (frame, ts, _src, _dst, _sport, _dport, _seq, _ack, _flags, _win, plen, _opts,
+                 _payload, _poff, _vlan, _iface) = _tuples.view(t)
+                if plen:
                     # turns are kept until the connection's protocol is known
-                    c = pv.conn
-                    if c not in self.app.protocols:
-                        tr = self._turns.get(c)
+                    if conn not in self.app.protocols:
+                        tr = self._turns.get(conn)
                         if tr is None:
-                            tr = self._turns[c] = _Turns()
-                        tr.data(pv.direction, t.plen, t.frame, t.ts)
-                    elif c in self._turns:
-                        del self._turns[c]
-                if pv.conn not in self._closed:
-                    self._stream(t, pv)
+                            tr = self._turns[conn] = _Turns()
+                        tr.data(direction, plen, frame, ts)
+                    elif conn in self._turns:
+                        del self._turns[conn]
+                if conn not in self._closed:
+                    self._stream(t, conn, direction, frame)
                 if self.tag:
-                    self._tag((0, t.frame))
-            return Verdict(pv.conn, pv.flags, None, pv.direction, lazy)
+                    self._tag((0, frame))
+            return Verdict(conn, flags, None, direction, lazy)
         if type(t) is UdpDatagram:
             fid, d = self.udp.feed(t)
             cid = udp_id(fid)
@@ -134,16 +138,16 @@ class TransportAnalyzer:
             self.record_keys.extend([key] * (n - self._seen))
             self._seen = n
 
-    def _stream(self, seg, pv) -> None:
-        conn = pv.conn
+    def _stream(self, seg, conn: int, direction: int, frame: int) -> None:
         if self.tag:
             if conn not in self._rfirst:
-                self._rfirst[conn] = seg.frame
+                self._rfirst[conn] = frame
             if conn not in self._tfirst:
-                self._tfirst[conn] = (0, seg.frame)
+                self._tfirst[conn] = (0, frame)
         meta = self._meta(conn)
-        for it in self.reasm.push(seg, conn, pv.direction):
-            self.app.on_stream(conn, meta, it.direction, it.kind, it.value, it.frame, it.ts)
+        for it in self.reasm.push(seg, conn, direction):
+            d, kind, value, f, ts = _tuples.view(it)
+            self.app.on_stream(conn, meta, d, kind, value, f, ts)
         if not self.app.wants(conn):
             # unknown protocol, a failed parser, or a data connection counted elsewhere:
             # stop reassembling it (its buffers are freed now)
@@ -154,10 +158,11 @@ class TransportAnalyzer:
             return
         # a connection that is over frees its reassembly buffers now, not at the end of
         # the capture: memory follows the concurrent connections, not all of them
-        if seg.flags & 0x04:
+        flags = _tuples.view(seg)[8]
+        if flags & 0x04:
             self._close(conn, seg)
-        elif seg.flags & 0x01:
-            n = self._fins.get(conn, 0) | (1 << pv.direction)
+        elif flags & 0x01:
+            n = self._fins.get(conn, 0) | (1 << direction)
             self._fins[conn] = n
             if n == 3:
                 self._close(conn, seg)
