@@ -102,7 +102,12 @@ def main(argv=None) -> int:
             if not built:
                 print(f"{m}: not compiled", file=sys.stderr)
                 continue
-            shutil.copyfile(built[0], speedups.compiled_path(m))
+            # a new file renamed over the old one: a process that has the old one loaded
+            # keeps its mapping (copying over it in place crashes such a process)
+            dest = speedups.compiled_path(m)
+            part = dest.with_name(dest.name + ".part")
+            shutil.copyfile(built[0], part)
+            os.replace(part, dest)
             manifest[m] = {"sha256": hashes[m], "python": sys.implementation.cache_tag}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         done = sum(1 for m in modules if m in manifest)

@@ -14,7 +14,7 @@ cdef long long A_RETRANSMISSION, A_LOST_PACKET, A_ACK_LOST_PACKET, A_KEEP_ALIVE
 cdef long long A_DUPLICATE_ACK, A_ZERO_WINDOW, A_ZERO_WINDOW_PROBE, A_ZERO_WINDOW_PROBE_ACK
 cdef long long A_KEEP_ALIVE_ACK, A_OUT_OF_ORDER, A_FAST_RETRANSMISSION, A_WINDOW_UPDATE
 cdef long long A_WINDOW_FULL, A_REUSED_PORTS, A_SPURIOUS_RETRANSMISSION
-cdef long long TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT
+cdef long long TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT, _WS_RETRANS
 cdef long long _INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET
 
 # called per segment: C calls (their bodies, and so Python's round(), unchanged)
@@ -55,7 +55,7 @@ cdef class Connection:
     cdef public double start_ts, last_ts
     cdef public object frames
 
-    @cython.locals(c=cython.longlong, x=cython.longlong, is_orig=cython.bint)
+    @cython.locals(c=cython.longlong, x=cython.longlong, counts=dict)
     cpdef _hist(self, _Dir d, str letter)
 
 

@@ -313,19 +313,21 @@ class Connection:
 
     # -- Zeek vocabulary ----------------------------------------------------------------
     def _hist(self, d: _Dir, letter: str) -> None:
-        is_orig = d is self.cdir
-        ch = letter if is_orig else letter.lower()
-        c = d.hist_counts.get(letter, 0) + 1
-        d.hist_counts[letter] = c
-        if letter in HISTORY_REPEATED:
-            # 1, 10, 100, ...: log once per power of ten
-            x = c
-            while x % 10 == 0:
-                x //= 10
-            if x == 1:
-                self.history.append(ch)
-        elif c == 1:
-            self.history.append(ch)
+        counts = d.hist_counts
+        if letter not in HISTORY_REPEATED:
+            # logged once: only whether it was seen is kept
+            if letter not in counts:
+                counts[letter] = 1
+                self.history.append(letter if d is self.cdir else letter.lower())
+            return
+        c = counts.get(letter, 0) + 1
+        counts[letter] = c
+        # 1, 10, 100, ...: log once per power of ten
+        x = c
+        while x % 10 == 0:
+            x //= 10
+        if x == 1:
+            self.history.append(letter if d is self.cdir else letter.lower())
 
     @property
     def conn_state(self) -> str:
@@ -1112,4 +1114,4 @@ globals().update(
     A_SPURIOUS_RETRANSMISSION=A_SPURIOUS_RETRANSMISSION,
     TCP_MAX_UNACKED_SEGMENTS=TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT=BIF_SANE_LIMIT,
     _INACTIVE=_INACTIVE, _SYN_SENT=_SYN_SENT, _SYN_ACK_SENT=_SYN_ACK_SENT, _PARTIAL=_PARTIAL,
-    _ESTABLISHED=_ESTABLISHED, _CLOSED=_CLOSED, _RESET=_RESET)
+    _ESTABLISHED=_ESTABLISHED, _CLOSED=_CLOSED, _RESET=_RESET, _WS_RETRANS=_WS_RETRANS)

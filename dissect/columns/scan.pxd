@@ -7,6 +7,9 @@
 import cython
 cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
 
+# IPv4 address (as an integer) -> its text: looked up twice per frame, as a C dict
+cdef dict _addr4_int
+
 @cython.locals(a=cython.ulonglong, b=cython.ulonglong)
 cdef inline unsigned long long _be16(const unsigned char[:] mv, Py_ssize_t o)
 @cython.locals(a=cython.ulonglong, b=cython.ulonglong, c=cython.ulonglong,
