@@ -9,6 +9,10 @@ cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
 
 # IPv4 address (as an integer) -> its text: looked up twice per frame, as a C dict
 cdef dict _addr4_int
+# the last two addresses looked up (scan.py's _addr4)
+cdef unsigned long long _NO_ADDR, _a4v0, _a4v1
+cdef object _a4s0, _a4s1
+cdef object _addr4(unsigned long long v)
 
 @cython.locals(a=cython.ulonglong, b=cython.ulonglong)
 cdef inline unsigned long long _be16(const unsigned char[:] mv, Py_ssize_t o)

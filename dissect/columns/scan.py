@@ -177,17 +177,13 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
     b2 = mv[o + 2]
     b3 = mv[o + 3]
     v = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
-    src = _addr4_int.get(v)
-    if src is None:
-        src = _ip4_text(v)
+    src = _addr4(v)
     b0 = mv[o + 4]
     b1 = mv[o + 5]
     b2 = mv[o + 6]
     b3 = mv[o + 7]
     v = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
-    dst = _addr4_int.get(v)
-    if dst is None:
-        dst = _ip4_text(v)
+    dst = _addr4(v)
     o = start + 34
     sport = (mv[o] << 8) | mv[o + 1]
     dport = (mv[o + 2] << 8) | mv[o + 3]
@@ -249,6 +245,30 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
     payload = buf[start + 42:start + pend] if plen else b""
     return _tuples.make(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tuples.make(UdpDatagram, (
         number, ts, src, dst, sport, dport, plen, payload, 42, 0)), (), ()))
+
+
+# The last two IPv4 addresses looked up (a frame's two, and mostly the next frame's too),
+# as (integer, text); _NO_ADDR matches no 32-bit address.
+_NO_ADDR = 1 << 32
+_a4v0 = _a4v1 = _NO_ADDR
+_a4s0 = _a4s1 = None
+
+
+def _addr4(v):
+    """The text of the IPv4 address ``v`` (a 32-bit integer)."""
+    global _a4v0, _a4v1, _a4s0, _a4s1
+    if v == _a4v0:
+        return _a4s0
+    if v == _a4v1:
+        return _a4s1
+    s = _addr4_int.get(v)
+    if s is None:
+        s = _ip4_text(v)
+    _a4v1 = _a4v0
+    _a4s1 = _a4s0
+    _a4v0 = v
+    _a4s0 = s
+    return s
 
 
 def _ip4_text(v):

@@ -55,38 +55,56 @@ class TextStream:
 
     def __init__(self, max_line: int = MAX_LINE):
         self.buf = bytearray()
-        self.marks: deque = deque()   # (end offset in buf, frame, ts), in order
+        # (where the piece ends, frame, ts) in order; offsets count every byte pushed,
+        # and base is the offset of buf[0] (what was taken is dropped from the left)
+        self.marks: deque = deque()
+        self.base = 0
         self.max_line = max_line
         self.skipping = False         # discarding the rest of an over-long line
 
     def push(self, data: bytes, frame: int, ts: float) -> None:
         if data:
             self.buf += data
-            self.marks.append((len(self.buf), frame, ts))
+            self.marks.append((self.base + len(self.buf), frame, ts))
+
+    def pieces(self) -> list[tuple[bytes, int, float]]:
+        """What is buffered, as the (bytes, frame, ts) pieces that delivered it."""
+        out = []
+        prev = self.base
+        for end, frame, ts in self.marks:
+            if end > prev:
+                out.append((bytes(self.buf[prev - self.base:end - self.base]), frame, ts))
+            prev = end
+        return out
 
     def __len__(self) -> int:
         return len(self.buf)
 
     def take(self, n: int) -> tuple[bytes, list[int], float | None, float | None]:
         """The first ``n`` bytes, the frames they came from and the first/last timestamps."""
-        n = min(n, len(self.buf))
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
+        buf = self.buf
+        n = min(n, len(buf))
         frames: list[int] = []
         first_ts = last_ts = None
-        kept: deque = deque()
-        prev = 0
-        for end, frame, ts in self.marks:    # a mark covers buffer bytes [prev, end)
-            if prev < n:
-                if not frames or frames[-1] != frame:
-                    frames.append(frame)
-                if first_ts is None:
-                    first_ts = ts
-                last_ts = ts
-            if end > n:
-                kept.append((end - n, frame, ts))
-            prev = end
-        self.marks = kept
+        if n <= 0:
+            return b"", frames, first_ts, last_ts
+        out = bytes(buf[:n])
+        del buf[:n]
+        upto = self.base + n
+        self.base = upto
+        # the first mark starts at the old base, so every mark up to the first that ends
+        # past upto delivered some of these bytes; those ending by upto are used up
+        marks = self.marks
+        while marks:
+            end, frame, ts = marks[0]
+            if not frames or frames[-1] != frame:
+                frames.append(frame)
+            if first_ts is None:
+                first_ts = ts
+            last_ts = ts
+            if end > upto:
+                break
+            marks.popleft()
         return out, frames, first_ts, last_ts
 
     def line(self, split_long: bool = False):

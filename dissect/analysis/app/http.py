@@ -789,12 +789,7 @@ class HttpParser(StreamParser):
         # the bytes already received after the handshake belong to the new protocol
         for direction in (CLIENT, SERVER):
             st = self.sides[direction].stream
-            prev = 0
-            chunks = []
-            for end, frame, ts in st.marks:
-                if end > prev:
-                    chunks.append((bytes(st.buf[prev:end]), frame, ts))
-                prev = end
+            chunks = st.pieces()
             st.take(len(st))
             for data, frame, ts in chunks:
                 out += self._sub("feed", direction, data, frame, ts)
