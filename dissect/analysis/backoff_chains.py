@@ -155,8 +155,18 @@ def syn_chains(syns: list, conns: list) -> list:
     groups: dict = {}
     for s in syns:
         groups.setdefault(s[2:], []).append(s)
-    answered = {(c["client"]["ip"], c["client"]["port"], c["server"]["ip"], c["server"]["port"]):
-                c for c in conns if c["proto"] == "tcp" and (c.get("handshake") or {}).get("syn_ack")}
+    # the answered connections of the 4-tuples that sent a SYN more than once (the last
+    # of each 4-tuple, as in conns order)
+    again = {k[:4] for k, g in groups.items() if len(g) >= 2}
+    answered = {}
+    if again:
+        for c in conns:
+            if c["proto"] != "tcp":
+                continue
+            cl, sv = c["client"], c["server"]
+            k = (cl["ip"], cl["port"], sv["ip"], sv["port"])
+            if k in again and (c.get("handshake") or {}).get("syn_ack"):
+                answered[k] = c
     out = []
     for (src, sport, dst, dport, _seq), g in groups.items():
         if len(g) < 2:
@@ -170,10 +180,12 @@ def syn_chains(syns: list, conns: list) -> list:
     return out
 
 
+_OUTCOMES = {"REJ": "refused", "S0": "unanswered", "RSTOS0": "unanswered",
+             "SH": "unanswered"}
+
+
 def _conn_outcome(c) -> str:
-    st = c.get("state")
-    return {"REJ": "refused", "S0": "unanswered", "RSTOS0": "unanswered",
-            "SH": "unanswered"}.get(st, "connected")
+    return _OUTCOMES.get(c.get("state"), "connected")
 
 
 def rto_chains(retrans: list, conns: list) -> list:
@@ -325,6 +337,8 @@ def dns_chains(records: list) -> list:
 
 def _generic(kind, items, key_of, ts_of, frame_of, outcome_of, failed_of, conns) -> list:
     """Chains of the same request repeated after failures (gRPC calls, SMTP transactions)."""
+    if not items:
+        return []
     cmap = {c["id"]: c for c in conns}
     groups: dict = {}
     for r in items:

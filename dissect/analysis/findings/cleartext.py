@@ -334,11 +334,12 @@ def _http(recs, show):
     return out
 
 
-def _starttls(conns_recs) -> list:
-    """Servers that offered STARTTLS to a client that then went on in cleartext."""
+def _starttls(conns_recs, types_of: dict | None = None) -> list:
+    """Servers that offered STARTTLS to a client that then went on in cleartext
+    (``types_of``: each connection's record types, when known)."""
     out = []
     for cid, recs in conns_recs.items():
-        types = {r.get("type") for r in recs}
+        types = types_of[cid] if types_of is not None else {r.get("type") for r in recs}
         if "smtp" in types:
             offered = [r for r in recs if r.get("type") == "smtp"
                        and any(str(e).upper().split(" ")[0] == "STARTTLS"
@@ -376,10 +377,13 @@ def _starttls(conns_recs) -> list:
     return out
 
 
+TLS_TYPES = ("tls", "tls-handshake", "tls-session")
+
+
 def _tls(recs) -> list:
     out = []
     for r in recs:
-        if r.get("type") not in ("tls", "tls-handshake", "tls-session"):
+        if r.get("type") not in TLS_TYPES:
             continue
         ver = normalise_version(r.get("version") or r.get("negotiated_version"))
         frames = r.get("frames")
@@ -402,15 +406,24 @@ def cleartext_findings(result, show_secrets: bool = False) -> list[dict]:
     for r in result.records:
         by_conn.setdefault(r.get("conn"), []).append(r)
     out: list[dict] = []
+    types_of: dict = {}
     for cid, recs in by_conn.items():
-        ftp = [r for r in recs if r.get("type") == "ftp"]
-        out += _ftp(ftp, show_secrets)
-        out += _pop3([r for r in recs if r.get("type") == "pop3"], show_secrets)
-        out += _imap([r for r in recs if r.get("type") == "imap"], show_secrets)
-        out += _smtp(recs, show_secrets)
-        out += _http(recs, show_secrets)
-        out += _tls(recs)
-    out += _starttls(by_conn)
+        # each look below finds nothing in a connection without its record type (most
+        # connections have one type: asking every look cost most of this function)
+        types = types_of[cid] = {r.get("type") for r in recs}
+        if "ftp" in types:
+            out += _ftp([r for r in recs if r.get("type") == "ftp"], show_secrets)
+        if "pop3" in types:
+            out += _pop3([r for r in recs if r.get("type") == "pop3"], show_secrets)
+        if "imap" in types:
+            out += _imap([r for r in recs if r.get("type") == "imap"], show_secrets)
+        if "smtp" in types:
+            out += _smtp(recs, show_secrets)
+        if "http" in types:
+            out += _http(recs, show_secrets)
+        if not types.isdisjoint(TLS_TYPES):
+            out += _tls(recs)
+    out += _starttls(by_conn, types_of)
     for r in result.records:
         if r.get("type") == "ftp-data":
             dc = r.get("data_conn", r.get("conn"))
