@@ -7,6 +7,7 @@
 
 import cython
 cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
+cimport dissect.numeric as _numeric   # snap_ns(): nanoseconds in C arithmetic
 
 # module constants as C integers (tcp.py re-exports them as Python names at its end)
 cdef long long FIN, SYN, RST, PSH, ACK, _SFR, M32, HALF
@@ -14,7 +15,7 @@ cdef long long A_RETRANSMISSION, A_LOST_PACKET, A_ACK_LOST_PACKET, A_KEEP_ALIVE
 cdef long long A_DUPLICATE_ACK, A_ZERO_WINDOW, A_ZERO_WINDOW_PROBE, A_ZERO_WINDOW_PROBE_ACK
 cdef long long A_KEEP_ALIVE_ACK, A_OUT_OF_ORDER, A_FAST_RETRANSMISSION, A_WINDOW_UPDATE
 cdef long long A_WINDOW_FULL, A_REUSED_PORTS, A_SPURIOUS_RETRANSMISSION
-cdef long long TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT, _WS_RETRANS
+cdef long long TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT, _WS_RETRANS, _US_SNAP_NS
 cdef long long _INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET
 
 # called per segment: C calls (their bodies, and so Python's round(), unchanged)

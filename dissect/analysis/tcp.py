@@ -27,6 +27,7 @@ flag names of a verdict come from a small cache keyed by the flag bits.
 
 from __future__ import annotations
 
+import dissect.numeric as _numeric
 import dissect.tuples as _tuples
 
 import pickle
@@ -138,9 +139,7 @@ _US_SNAP_NS = 300
 
 
 def _ns(seconds: float) -> int:
-    ns = round(seconds * 1e9)
-    us = round(ns / 1000) * 1000
-    return us if abs(ns - us) <= _US_SNAP_NS else ns
+    return _numeric.snap_ns(seconds, _US_SNAP_NS)
 
 
 def seq_gt(a: int, b: int) -> bool:
@@ -1114,4 +1113,5 @@ globals().update(
     A_SPURIOUS_RETRANSMISSION=A_SPURIOUS_RETRANSMISSION,
     TCP_MAX_UNACKED_SEGMENTS=TCP_MAX_UNACKED_SEGMENTS, BIF_SANE_LIMIT=BIF_SANE_LIMIT,
     _INACTIVE=_INACTIVE, _SYN_SENT=_SYN_SENT, _SYN_ACK_SENT=_SYN_ACK_SENT, _PARTIAL=_PARTIAL,
-    _ESTABLISHED=_ESTABLISHED, _CLOSED=_CLOSED, _RESET=_RESET, _WS_RETRANS=_WS_RETRANS)
+    _ESTABLISHED=_ESTABLISHED, _CLOSED=_CLOSED, _RESET=_RESET, _WS_RETRANS=_WS_RETRANS,
+    _US_SNAP_NS=_US_SNAP_NS)
