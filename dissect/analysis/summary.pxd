@@ -9,3 +9,4 @@ cdef class CaptureSummary:
     cdef public long long conversations_dropped
     cdef public object first_ts, last_ts
     cdef public dict _cells, anomalies, flag_counts, _conn_cells, apps
+    cdef public object _lchain, _lsrc, _ldst, _lcell, _cchain, _cconn, _ccell

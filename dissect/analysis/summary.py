@@ -33,6 +33,11 @@ class CaptureSummary:
         # layer into the hierarchy and the per-layer counts
         self._conn_cells: dict[tuple, list] = {}
         self.apps: dict = {}
+        # the cell of the last (chain, src, dst) and of the last (chain, connection) added
+        # to: consecutive frames are mostly of the same conversation, and a hit on these
+        # (the same objects) skips hashing the key
+        self._lchain = self._lsrc = self._ldst = self._lcell = None
+        self._cchain = self._cconn = self._ccell = None
 
     def add(self, fr, decoded) -> None:
         """Per frame: one dict update keyed by (chain, src, dst); the hierarchy and the
@@ -48,15 +53,23 @@ class CaptureSummary:
             self.last_ts = ts
         if caplen < wl:
             self.truncated_frames += 1
-        key = (chain, src, dst)
-        cell = self._cells.get(key)
-        if cell is None:
-            if len(self._cells) >= MAX_CONVERSATIONS:
+        if chain is self._lchain and src is self._lsrc and dst is self._ldst:
+            cell = self._lcell
+        else:
+            key = (chain, src, dst)
+            cell = self._cells.get(key)
+            if cell is None and len(self._cells) >= MAX_CONVERSATIONS:
+                # counted under the chain alone (and not remembered: each such frame is
+                # counted as dropped)
                 self.conversations_dropped += 1
                 key = (chain, None, None)
                 cell = self._cells.get(key)
-            if cell is None:
-                cell = self._cells[key] = [0, 0, ts, ts, number]
+                if cell is None:
+                    cell = self._cells[key] = [0, 0, ts, ts, number]
+            else:
+                if cell is None:
+                    cell = self._cells[key] = [0, 0, ts, ts, number]
+                self._lchain, self._lsrc, self._ldst, self._lcell = chain, src, dst, cell
         cell[0] += 1
         cell[1] += wl
         if ts > cell[3]:
@@ -159,15 +172,18 @@ class CaptureSummary:
             e[1].append(frame)
 
     def add_conn(self, chain: tuple, conn, wirelen: int) -> None:
-        key = (chain, conn)
-        c = self._conn_cells.get(key)
-        if c is None:
-            if len(self._conn_cells) >= MAX_CONVERSATIONS:
-                return
-            self._conn_cells[key] = [1, wirelen]
+        if chain is self._cchain and conn == self._cconn:
+            c = self._ccell
         else:
-            c[0] += 1
-            c[1] += wirelen
+            key = (chain, conn)
+            c = self._conn_cells.get(key)
+            if c is None:
+                if len(self._conn_cells) >= MAX_CONVERSATIONS:
+                    return
+                c = self._conn_cells[key] = [0, 0]
+            self._cchain, self._cconn, self._ccell = chain, conn, c
+        c[0] += 1
+        c[1] += wirelen
 
     def _app_chains(self) -> dict:
         """chain + (application protocol,) -> [packets, bytes], for connections whose
