@@ -566,8 +566,12 @@ class TcpAnalyzer:
         (frame, ts, src, dst, sport, dport, seq, ack, flags, win, seglen, opts, _payload,
          _poff, _vlan, _iface) = _tuples.view(seg)
         a = (src, sport)
-        b = (dst, dport)
-        key = (a, b) if a <= b else (b, a)
+        # the connection's key: both endpoints, the lesser (src, sport) first, in one flat
+        # tuple (cheaper to hash and compare than a pair of pairs)
+        if src < dst or (src == dst and sport <= dport):
+            key = (src, sport, dst, dport)
+        else:
+            key = (dst, dport, src, sport)
         ta = 0
         conn = self._conns.get(key)
         if conn is None:
