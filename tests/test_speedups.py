@@ -105,3 +105,14 @@ def test_tuples_make_builds_the_named_tuple():
     from dissect.columns.segment import TcpOptions
     o = tuples.make(TcpOptions, (1460, 7, True, None, None, ()))
     assert type(o) is TcpOptions and o == TcpOptions(1460, 7, True) and o.wscale == 7
+
+
+def test_a_non_tuple_given_as_a_segment_is_a_type_error_not_a_crash():
+    """dissect.tuples.view types its argument as a tuple for C reads: anything else must
+    raise (compiled or not), never be read as one."""
+    from dissect.analysis.reassembly import StreamReassembler
+    from dissect.analysis.tcp import TcpAnalyzer
+    with pytest.raises(TypeError):
+        StreamReassembler().push(0, object())
+    with pytest.raises(TypeError):
+        TcpAnalyzer().feed(None)

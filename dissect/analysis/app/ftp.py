@@ -80,15 +80,17 @@ class TextStream:
     def __len__(self) -> int:
         return len(self.buf)
 
-    def take(self, n: int) -> tuple[bytes, list[int], float | None, float | None]:
-        """The first ``n`` bytes, the frames they came from and the first/last timestamps."""
+    def take(self, n: int, keep: int | None = None) -> tuple[bytes, list[int], float | None,
+                                                            float | None]:
+        """The first ``n`` bytes (only the first ``keep`` of them returned, when given), the
+        frames they came from and the first/last timestamps."""
         buf = self.buf
         n = min(n, len(buf))
         frames: list[int] = []
         first_ts = last_ts = None
         if n <= 0:
             return b"", frames, first_ts, last_ts
-        out = bytes(buf[:n])
+        out = bytes(buf[:n if keep is None or keep > n else keep])
         del buf[:n]
         upto = self.base + n
         self.base = upto
@@ -129,10 +131,8 @@ class TextStream:
                     self.skipping = not split_long
                     return raw, frames, t0, t1, True
                 return None
-            raw, frames, t0, t1 = self.take(i + 1)
-            raw = raw[:-1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
+            # the line without its LF (and CR), copied once
+            raw, frames, t0, t1 = self.take(i + 1, i - 1 if i and self.buf[i - 1] == 13 else i)
             if len(raw) > self.max_line and not split_long:
                 return raw[: self.max_line], frames, t0, t1, True
             return raw, frames, t0, t1, False
