@@ -6,6 +6,7 @@
 
 import cython
 cimport dissect.tuples as _tuples   # make(): NamedTuples built in C
+cimport dissect.buffers as _buffers   # span(): payload bytes copied from the view
 
 # IPv4 address (as an integer) -> its text: looked up twice per frame, as a C dict
 cdef dict _addr4_int

@@ -17,6 +17,7 @@ whether this module runs compiled, and the caller picks the struct-based walk ot
 
 from __future__ import annotations
 
+import dissect.buffers as _buffers
 import dissect.tuples as _tuples
 
 from dissect.columns.decode import (_CHAIN_ETH_IP_TCP, _CHAIN_ETH_IP_UDP, Decoded,
@@ -231,7 +232,7 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
         pend = poff + plen
         if pend > n:
             pend = n
-        payload = buf[start + poff:start + pend] if plen and poff < n else b""
+        payload = _buffers.span(buf, mv, start + poff, start + pend) if plen and poff < n else b""
         return _tuples.make(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tuples.make(TcpSegment, (
             number, ts, src, dst, sport, dport, seq, ack, flags, win, plen, opts, payload,
             poff, (), 0)), anomalies, ()))
@@ -242,7 +243,7 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
     pend = 42 + plen
     if pend > n:
         pend = n
-    payload = buf[start + 42:start + pend] if plen else b""
+    payload = _buffers.span(buf, mv, start + 42, start + pend) if plen else b""
     return _tuples.make(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tuples.make(UdpDatagram, (
         number, ts, src, dst, sport, dport, plen, payload, 42, 0)), (), ()))
 
