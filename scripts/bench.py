@@ -24,6 +24,11 @@ uncompressed file it includes the pages of the memory-mapped capture it touched,
 page cache.
 
     --once   one run per command, timed while watched (half the time, slower figures)
+    --repeat N
+             N timed runs per command (not with --once), interleaved: every command once,
+             then every command again, and so on; the table shows each command's fastest
+             run (the one least disturbed by the machine) and a line after it every run's
+             seconds. Ratios compare fastest with fastest.
 """
 
 from __future__ import annotations
@@ -173,13 +178,17 @@ def run(cmd: list[str], once: bool = False) -> tuple[float, int, int, int, int]:
     watched run gives both)."""
     if once:
         return _watched(cmd)
+    dt, maxrss, rc = timed(cmd)
+    _dt, rss, anon, pss, rc2 = _watched(cmd)
+    return dt, max(rss, maxrss), anon, pss, rc or rc2
+
+
+def timed(cmd: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS bytes, exit code) of one unwatched run, output discarded."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _pid, status, ru = os.wait4(p.pid, 0)
-    dt = time.perf_counter() - t0
-    rc = os.waitstatus_to_exitcode(status)
-    _dt, rss, anon, pss, rc2 = _watched(cmd)
-    return dt, max(rss, ru.ru_maxrss * 1024), anon, pss, rc or rc2
+    return time.perf_counter() - t0, ru.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
 
 
 def _watched(cmd: list[str]) -> tuple[float, int, int, int, int]:
@@ -239,7 +248,11 @@ def main() -> int:
     ap.add_argument("--keep", help="where to keep the generated capture")
     ap.add_argument("--once", action="store_true",
                     help="one watched run per command (timed while watched)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="timed runs per command, interleaved; the fastest is shown")
     args = ap.parse_args()
+    if args.repeat < 1 or (args.once and args.repeat > 1):
+        ap.error("--repeat takes N >= 1, and not with --once")
     tmp = tempfile.mkdtemp(prefix="dissect-bench-")
     try:
         if args.file:
@@ -283,7 +296,16 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
         results = []
         for name, cmd in cmds:
-            results.append((name, *run(cmd, args.once)))
+            results.append([name, *run(cmd, args.once)])
+        times = {row[0]: [row[1]] for row in results}
+        for _ in range(args.repeat - 1):
+            # the later rounds: every command once more, in the same order, unwatched
+            for row, (name, cmd) in zip(results, cmds):
+                dt, maxrss, rc = timed(cmd)
+                times[name].append(dt)
+                row[1] = min(row[1], dt)
+                row[2] = max(row[2], maxrss)
+                row[5] = row[5] or rc
         ref = next((dt for n, dt, *_ in results if n.startswith("tshark TCP")), None)
         print(f"{'command':48} {'seconds':>8} {'packets/s':>11} {'vs tshark TCP':>14} "
               f"{'peak RSS':>10} {'RssAnon':>10} {'Pss_Anon':>10}  rc")
@@ -292,6 +314,10 @@ def main() -> int:
             ratio = f"{ref / dt:.2f}x" if ref and n == frames else "-"
             print(f"{name:48} {dt:8.2f} {n / dt:11,.0f} {ratio:>14} {rss / 2**20:8.0f} MB "
                   f"{anon / 2**20:7.0f} MB {pss / 2**20:7.0f} MB  {rc}")
+        if args.repeat > 1:
+            print(f"\nseconds of each of the {args.repeat} timed runs (the table shows the fastest):")
+            for name, _cmd in cmds:
+                print(f"  {name.strip():46} " + "  ".join(f"{t:.2f}" for t in times[name]))
         main_row = results[0]
         size = os.path.getsize(cap)
         print()

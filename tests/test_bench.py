@@ -30,3 +30,22 @@ def test_bench_runs_on_a_small_capture():
         assert re.search(r"tshark TCP analysis.*\s1\.00x\s", out.stdout)
     else:
         pytest.skip("tshark not installed: only dissect's rows were checked")
+
+
+def test_bench_repeat_shows_every_run_and_the_fastest():
+    cap = REPO / "pcaps" / "http-keepalive-loss.pcap"
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), str(cap),
+                          "--repeat", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    table = {r[:48].strip(): float(r[48:57]) for r in out.stdout.splitlines()
+             if re.search(r"\d+ MB +\d+ MB +\d+ MB +\d+$", r)}
+    runs = out.stdout.split("seconds of each of the 2 timed runs", 1)[1].splitlines()[1:]
+    runs = {ln[:48].strip(): [float(x) for x in ln[48:].split()] for ln in runs
+            if ln.startswith("  ") and ln.strip()}
+    assert set(runs) == set(table)
+    for name, secs in runs.items():
+        assert len(secs) == 2 and table[name] == round(min(secs), 2), name
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), str(cap),
+                          "--repeat", "2", "--once"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "--repeat" in bad.stderr
