@@ -101,14 +101,11 @@ def _finish(res, out: Out | None = None) -> None:
         click.echo(f"dissect: error: {res.error}", err=True)
         code = res.error.exit_code
     if _EXIT_FAST:
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pass
-        try:
-            sys.stderr.flush()
-        except BrokenPipeError:
-            pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BrokenPipeError:
+                pass
         os._exit(code)
     if code:
         sys.exit(code)

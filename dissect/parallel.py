@@ -31,8 +31,6 @@ are not split (one worker takes the whole of them).
 
 from __future__ import annotations
 
-import dissect.tuples as _tuples
-
 import heapq
 import os
 import socket
@@ -41,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import dissect.tuples as _tuples
 from dissect.analysis.tcp import unwrap_records, wrap_records
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
@@ -154,7 +153,7 @@ def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
             continue
         else:
             fr = _tuples.make(Frame, (number, sec + frac * res, caplen, wirelen, lt, 0,
-                                buf[start:end]))
+                                      buf[start:end]))
         if nwarn < 1000:
             if caplen > snaplen and snaplen:
                 warnings.append((fidx, number, "caplen-exceeds-snaplen"))

@@ -315,7 +315,8 @@ def main() -> int:
             print(f"{name:48} {dt:8.2f} {n / dt:11,.0f} {ratio:>14} {rss / 2**20:8.0f} MB "
                   f"{anon / 2**20:7.0f} MB {pss / 2**20:7.0f} MB  {rc}")
         if args.repeat > 1:
-            print(f"\nseconds of each of the {args.repeat} timed runs (the table shows the fastest):")
+            print(f"\nseconds of each of the {args.repeat} timed runs "
+                  f"(the table shows the fastest):")
             for name, _cmd in cmds:
                 print(f"  {name.strip():46} " + "  ".join(f"{t:.2f}" for t in times[name]))
         main_row = results[0]

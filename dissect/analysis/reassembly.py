@@ -24,7 +24,6 @@ from bisect import insort
 from typing import NamedTuple
 
 import dissect.tuples as _tuples
-
 from dissect.columns.segment import TcpSegment
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10

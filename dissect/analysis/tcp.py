@@ -27,13 +27,12 @@ flag names of a verdict come from a small cache keyed by the flag bits.
 
 from __future__ import annotations
 
-import dissect.numeric as _numeric
-import dissect.tuples as _tuples
-
 import pickle
 from bisect import bisect_left
 from typing import NamedTuple
 
+import dissect.numeric as _numeric
+import dissect.tuples as _tuples
 from dissect.columns.segment import TcpSegment
 
 # --- TCP header flag bits -------------------------------------------------------------------
@@ -810,9 +809,9 @@ class TcpAnalyzer:
         if not self._nfed & self._sweep_mask and self._quiet:
             self._sweep()
         # dissect.tuples.make: the NamedTuple without its Python-level __new__
-        return _tuples.make(PacketVerdict, (frame, conn.id, 0 if fwd is conn.cdir else 1, names,
-                                     ack_rtt, acked_frame, bif, dup_num, dup_frame, rto,
-                                     rto_frame, irtt, bm, reason))
+        return _tuples.make(PacketVerdict, (
+            frame, conn.id, 0 if fwd is conn.cdir else 1, names, ack_rtt, acked_frame, bif,
+            dup_num, dup_frame, rto, rto_frame, irtt, bm, reason))
 
     # -----------------------------------------------------------------------------------
     def _new_conn(self, key, seg: TcpSegment) -> Connection:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dissect.buffers as _buffers
 import dissect.tuples as _tuples
-
 from dissect.columns.decode import (_CHAIN_ETH_IP_TCP, _CHAIN_ETH_IP_UDP, Decoded,
                                     decode_frame, parse_tcp_options)
 from dissect.columns.segment import TcpOptions, TcpSegment, UdpDatagram
@@ -149,7 +148,7 @@ def _scan(out, buf, size, little, res, snaplen, lt, shard, nshards, other_shard,
                 continue
         else:
             fr = _tuples.make(Frame, (number, ts, caplen, wirelen, lt, 0,
-                               buf[start:end] if keep_data else b""))
+                                      buf[start:end] if keep_data else b""))
         if nwarn < MAX_WARNINGS:
             if caplen > snaplen and snaplen:
                 warnings.append((fidx, number, "caplen-exceeds-snaplen"))
@@ -222,7 +221,7 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
             b2 = mv[o + 10]
             b3 = mv[o + 11]
             opts = _tuples.make(TcpOptions, (None, None, False, v,
-                                      (b0 << 24) | (b1 << 16) | (b2 << 8) | b3, ()))
+                                             (b0 << 24) | (b1 << 16) | (b2 << 8) | b3, ()))
         elif thl > 20:
             opts, bad = parse_tcp_options(buf[start:start + 34 + thl], 54, 34 + thl)
             if bad:
@@ -232,10 +231,12 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
         pend = poff + plen
         if pend > n:
             pend = n
-        payload = _buffers.span(buf, mv, start + poff, start + pend) if plen and poff < n else b""
-        return _tuples.make(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, _tuples.make(TcpSegment, (
-            number, ts, src, dst, sport, dport, seq, ack, flags, win, plen, opts, payload,
-            poff, (), 0)), anomalies, ()))
+        payload = b""
+        if plen and poff < n:
+            payload = _buffers.span(buf, mv, start + poff, start + pend)
+        seg = _tuples.make(TcpSegment, (number, ts, src, dst, sport, dport, seq, ack, flags,
+                                        win, plen, opts, payload, poff, (), 0))
+        return _tuples.make(Decoded, (_CHAIN_ETH_IP_TCP, src, dst, seg, anomalies, ()))
     ulen = (mv[o + 4] << 8) | mv[o + 5]
     if not 8 <= ulen <= total - 20:
         return None
@@ -244,8 +245,9 @@ def _decode_ip4(mv, buf, start, n, total, proto, number, ts):
     if pend > n:
         pend = n
     payload = _buffers.span(buf, mv, start + 42, start + pend) if plen else b""
-    return _tuples.make(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, _tuples.make(UdpDatagram, (
-        number, ts, src, dst, sport, dport, plen, payload, 42, 0)), (), ()))
+    dgram = _tuples.make(UdpDatagram, (number, ts, src, dst, sport, dport, plen, payload, 42,
+                                       0))
+    return _tuples.make(Decoded, (_CHAIN_ETH_IP_UDP, src, dst, dgram, (), ()))
 
 
 # The last two IPv4 addresses looked up (a frame's two, and mostly the next frame's too),

@@ -13,8 +13,6 @@ frame before it has been yielded; the error names the file, the frame and the re
 
 from __future__ import annotations
 
-import dissect.tuples as _tuples
-
 import gzip
 import io
 import mmap
@@ -22,6 +20,8 @@ import os
 import struct
 import zlib
 from typing import Iterator, NamedTuple
+
+import dissect.tuples as _tuples
 
 from dissect.errors import (CaptureIOError, DamagedCaptureError, NotACaptureError,
                             UnsupportedError)
@@ -65,8 +65,6 @@ class Frame(NamedTuple):
     iface: int        # interface index (pcapng), 0 for pcap
     data: bytes
 
-
-# Frames are built with dissect.tuples.make (the NamedTuple without its Python-level __new__).
 
 
 class CaptureInfo:
@@ -372,7 +370,8 @@ class CaptureReader:
                 self.warnings.append((number, "caplen-exceeds-wire-length"))
             if frac * res >= 1.0 and len(self.warnings) < 1000:
                 self.warnings.append((number, "timestamp-fraction-out-of-range"))
-            yield _tuples.make(Frame, (number, sec + frac * res, caplen, wirelen, linktype, 0, data))
+            yield _tuples.make(Frame, (number, sec + frac * res, caplen, wirelen, linktype, 0,
+                                       data))
             off = end
 
     # ----------------------------------------------------------------- pcapng
@@ -474,7 +473,8 @@ class CaptureReader:
                 number += 1
                 self.frames_read = number
                 ts = ((tsh << 32) | tsl) * tsres + tsoff
-                yield _tuples.make(Frame, (number, ts, caplen, wirelen, lt, ifid, body[20:20 + caplen]))
+                yield _tuples.make(Frame, (number, ts, caplen, wirelen, lt, ifid,
+                                           body[20:20 + caplen]))
             elif btype == 3:  # Simple Packet Block
                 if not ifaces:
                     raise self._damaged("simple packet block before any interface", off)
@@ -485,7 +485,8 @@ class CaptureReader:
                     caplen = min(caplen, snap)
                 number += 1
                 self.frames_read = number
-                yield _tuples.make(Frame, (number, 0.0, caplen, wirelen, lt, 0, body[4:4 + caplen]))
+                yield _tuples.make(Frame, (number, 0.0, caplen, wirelen, lt, 0,
+                                           body[4:4 + caplen]))
             # other blocks (name resolution, statistics, decryption secrets, custom) skipped
             off += blen
             win.release(off)

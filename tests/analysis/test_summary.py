@@ -43,7 +43,8 @@ def test_cells_match_a_lookup_per_frame(monkeypatch):
         if rnd.random() < 0.5:
             src = "".join(list(src))
         for _ in range(rnd.randint(1, 4)):
-            frames.append((n, rnd.choice(chains), src, dst, rnd.randint(0, 8), rnd.randint(60, 1500)))
+            frames.append((n, rnd.choice(chains), src, dst, rnd.randint(0, 8),
+                           rnd.randint(60, 1500)))
     s = summary.CaptureSummary()
     for i, (_n, chain, src, dst, conn, wl) in enumerate(frames, 1):
         fr = Frame(i, float(i), wl, wl, 1, 0, b"")

@@ -140,7 +140,6 @@ def retry_after_seconds(value: str | None, date: str | None, ts: float | None):
     return round(when - base, 3)
 
 
-
 # Short strings that repeat from message to message (methods, versions, reasons, header
 # names and common values) are one object each: a capture has tens of thousands of
 # transactions and the same few dozen strings in all of them. Bounded, for traffic where
@@ -166,6 +165,7 @@ _EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 def _digest(h: str) -> str:
     return _EMPTY_SHA256 if h == _EMPTY_SHA256 else h
+
 
 class _Msg:
     """One request or response being read."""
