@@ -13,8 +13,17 @@ import sys
 import time
 import uuid
 
+from dissect.lab.tcpdump import backlog_drops, incomplete, parse_stats, wait_drained
+
 # a test traffic script gets this long before it is killed
 SCRIPT_TIMEOUT_S = 60
+# a recording whose tcpdump missed packets is not ground truth: it is made again, this
+# many times in all, before record() gives up
+ATTEMPTS = 3
+
+
+class IncompleteCapture(RuntimeError):
+    pass
 
 
 def sh(*args, check=True, **kw):
@@ -24,8 +33,23 @@ def sh(*args, check=True, **kw):
 def record(out_path: str, script: str, *, mtu: int | None = 1500, sysctls=(), nft=(),
            settle: float = 0.3) -> str:
     """Run ``python -c script`` inside a fresh namespace while tcpdump writes ``out_path``.
-    Returns the script's stdout."""
+    Returns the script's stdout. A recording that may miss packets (tcpdump's "dropped by
+    kernel", or a rise of the receive-backlog drop counter: see
+    dissect.lab.tcpdump.incomplete) is made again, up to ATTEMPTS times in all;
+    IncompleteCapture names the last reason."""
+    why = ""
+    for _attempt in range(ATTEMPTS):
+        out, stats = _record_once(out_path, script, mtu=mtu, sysctls=sysctls, nft=nft,
+                                  settle=settle)
+        why = incomplete(stats)
+        if not why:
+            return out
+    raise IncompleteCapture(f"tcpdump missed packets in {ATTEMPTS} recordings: {why}")
+
+
+def _record_once(out_path, script, *, mtu, sysctls, nft, settle):
     ns = "dt" + uuid.uuid4().hex[:10]
+    backlog = backlog_drops()
     sh("ip", "netns", "add", ns)
     tcpdump = None
     try:
@@ -54,7 +78,12 @@ def record(out_path: str, script: str, *, mtu: int | None = 1500, sysctls=(), nf
         if r.returncode != 0:
             raise RuntimeError(f"traffic script failed: {r.stderr[-2000:]}")
         time.sleep(settle)
-        return r.stdout
+        wait_drained(out_path)
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait(10)
+        stats = parse_stats(tcpdump.stderr.read().decode(errors="replace"))
+        stats["backlog_dropped"] = backlog_drops() - backlog
+        return r.stdout, stats
     finally:
         if tcpdump is not None and tcpdump.poll() is None:
             tcpdump.send_signal(signal.SIGINT)
