@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import dissect.numeric as _numeric
 import dissect.tuples as _tuples
+from dissect.spill import Spill
 from dissect.columns.segment import TcpSegment
 
 # --- TCP header flag bits -------------------------------------------------------------------
@@ -521,9 +522,11 @@ def _iv_covered(iv: list, a: int, b: int) -> int:
 
 # A connection that is over (a RST, or a FIN each way) and has had no segment for this many
 # seconds of capture time goes "dormant": its record is made then, and its state is kept
-# pickled instead of as live objects, to be brought back unchanged if another segment of it
-# comes. Memory follows the connections of the last seconds plus a record per connection,
-# and the analysis is exactly the same (tests/analysis/test_tcp_dormant.py runs it with 0 s).
+# pickled in a spill file (dissect.spill: page cache, not the process's memory) instead of
+# as live objects, to be brought back unchanged if another segment of it comes. Memory
+# follows the connections of the last seconds plus a record and a small index entry per
+# connection, and the analysis is exactly the same (tests/analysis/test_tcp_dormant.py runs
+# it with 0 s).
 DORMANT_AFTER_S = 10.0
 # Segments between two looks for connections to put to sleep (a power of two).
 DORMANT_SWEEP_EVERY = 4096
@@ -534,10 +537,11 @@ DORMANT_SWEEP_EVERY = 4096
 DORMANT_BATCH = 64
 
 
-def _freeze(conns: list) -> list:
-    """(record, pickled states, index) of each of ``conns``, which get no segment for now."""
-    blob = pickle.dumps(conns, pickle.HIGHEST_PROTOCOL)
-    return [(c.record(), blob, i) for i, c in enumerate(conns)]
+def _freeze(conns: list, spill: Spill) -> list:
+    """(record, reference to the pickled states in ``spill``, index) of each of ``conns``,
+    which get no segment for now."""
+    ref = spill.put(pickle.dumps(conns, pickle.HIGHEST_PROTOCOL))
+    return [(c.record(), ref, i) for i, c in enumerate(conns)]
 
 
 class TcpAnalyzer:
@@ -545,8 +549,10 @@ class TcpAnalyzer:
 
     def __init__(self, keep_frames: bool = False):
         self._conns: dict = {}          # canonical 4-tuple -> current Connection
-        # by connection id: its Connection, or (record, pickled batch, index) while dormant
+        # by connection id: its Connection, or (record, reference to its pickled batch in
+        # _spill, index) while dormant
         self.connections: list = []
+        self._spill = Spill("dissect-tcp-")
         self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
         self._quiet: dict = {}          # id -> Connection that is over, not yet dormant
         # canonical 4-tuple -> (id, and each direction's endpoint, base_set, base_seq) of its
@@ -819,7 +825,7 @@ class TcpAnalyzer:
         if old is not None:
             # ports reused: the old connection gets no segment again
             self._quiet.pop(old.id, None)
-            self.connections[old.id] = _freeze([old])[0]
+            self.connections[old.id] = _freeze([old], self._spill)[0]
         conn = Connection(len(self.connections), key, seg)
         if self.keep_frames:
             conn.frames = []
@@ -834,7 +840,7 @@ class TcpAnalyzer:
         sleepy = [conn for conn in quiet.values() if conn.last_ts <= cutoff]
         for k in range(0, len(sleepy), DORMANT_BATCH):
             batch = sleepy[k:k + DORMANT_BATCH]
-            for conn, frozen in zip(batch, _freeze(batch)):
+            for conn, frozen in zip(batch, _freeze(batch, self._spill)):
                 cid = conn.id
                 del quiet[cid]
                 self.connections[cid] = frozen
@@ -860,7 +866,7 @@ class TcpAnalyzer:
                 return None
         del self._dormant[key]
         slot = self.connections[cid]
-        conn = pickle.loads(slot[1])[slot[2]]
+        conn = pickle.loads(self._spill.get(slot[1]))[slot[2]]
         self.connections[cid] = conn
         self._conns[key] = conn
         self._quiet[cid] = conn
@@ -874,10 +880,10 @@ class TcpAnalyzer:
         if type(c) is not tuple:
             return c
         if thawed is None:
-            return pickle.loads(c[1])[c[2]]
+            return pickle.loads(self._spill.get(c[1]))[c[2]]
         batch = thawed.get(id(c[1]))
         if batch is None:
-            batch = thawed[id(c[1])] = pickle.loads(c[1])
+            batch = thawed[id(c[1])] = pickle.loads(self._spill.get(c[1]))
         return batch[c[2]]
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
@@ -1054,6 +1060,7 @@ class TcpAnalyzer:
             out.append(c[0] if type(c) is tuple else c.record())
             conns[i] = None
         self.connections = []
+        self._spill.close()
         return out
 
 

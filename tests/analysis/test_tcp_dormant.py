@@ -74,6 +74,31 @@ def test_corpus_captures_are_the_same_with_every_connection_asleep(path, monkeyp
     _compare(path, monkeypatch)
 
 
+def test_dormant_state_is_kept_in_the_spill_file_or_in_memory_alike(monkeypatch):
+    """The pickled states go to the spill file (not the process's memory); where no file
+    can be made they stay in memory, with the same verdicts and records."""
+    segs = _segments(_here.parents[1] / "pcaps" / "http-keepalive-loss.pcap")
+    assert segs
+    on_disk = _run(segs, monkeypatch, 0.0, 1)
+
+    a = tcpmod.TcpAnalyzer()
+    for s in segs:
+        a.feed(s)
+    a._dormant_after = 0.0
+    a._sweep()
+    frozen = [c for c in a.connections if type(c) is tuple]
+    assert frozen and all(type(ref) is tuple for _rec, ref, _i in frozen)
+    assert a._spill.size > 0 and a._spill.in_memory == 0
+
+    def refuse(*_a, **_k):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr("dissect.spill.tempfile.mkstemp", refuse)
+    in_memory = _run(segs, monkeypatch, 0.0, 1)
+    assert in_memory[3] == on_disk[3] > 0           # the same connections were woken
+    assert in_memory[0] == on_disk[0]
+    assert in_memory[1] == on_disk[1] and in_memory[2] == on_disk[2]
+
+
 def test_a_connection_sleeps_only_when_over_and_quiet(monkeypatch):
     """The default keeps live what is open, or over but active within the quiet time."""
     segs = _segments(_here.parents[1] / "pcaps" / "http-keepalive.pcap")

@@ -1,0 +1,69 @@
+"""dissect.spill: blobs written to an unlinked temporary file and read back; the in-memory
+fallback when no file can be used."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+
+from dissect import spill as spillmod
+from dissect.spill import Spill
+
+
+def test_blobs_come_back_byte_for_byte():
+    s = Spill()
+    blobs = [b"", b"x", bytes(range(256)) * 300, os.urandom(70_000), b"last"]
+    refs = [s.put(b) for b in blobs]
+    assert all(type(r) is tuple for r in refs)
+    assert s.size == sum(map(len, blobs)) and s.in_memory == 0
+    # in any order, any number of times
+    for r, b in reversed(list(zip(refs, blobs))):
+        assert s.get(r) == b
+    assert s.get(refs[1]) == b"x"
+    s.close()
+
+
+def test_the_file_is_unlinked_and_closed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(spillmod.tempfile, "tempdir", None)
+    s = Spill()
+    s.put(b"state")
+    assert list(tmp_path.iterdir()) == []          # no name on disk from the start
+    fd = s._fd
+    os.fstat(fd)
+    s.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    s.close()                                       # twice is harmless
+
+
+def test_no_usable_file_keeps_blobs_in_memory(monkeypatch):
+    def refuse(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(spillmod.tempfile, "mkstemp", refuse)
+    s = Spill()
+    refs = [s.put(b"a" * n) for n in (1, 10, 100)]
+    assert [s.get(r) for r in refs] == [b"a", b"a" * 10, b"a" * 100]
+    assert s.in_memory == 3 and s.size == 0
+
+
+def test_a_failed_write_falls_back_for_that_blob_and_after(monkeypatch):
+    s = Spill()
+    first = s.put(b"on disk")
+    real = os.pwrite
+
+    def full(*a):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(spillmod.os, "pwrite", full)
+    second = s.put(b"kept")
+    monkeypatch.setattr(spillmod.os, "pwrite", real)
+    third = s.put(b"still kept")                    # the file is not tried again
+    assert type(first) is tuple and second == b"kept" and third == b"still kept"
+    assert s.get(first) == b"on disk" and s.get(second) == b"kept"
+
+
+def test_a_spill_cannot_be_pickled():
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(Spill())
