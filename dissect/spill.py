@@ -8,6 +8,10 @@ made or written (no space, a read-only temporary directory) the blob is kept in 
 instead and the reference is the blob itself: the analysis gives the same results, it only
 uses more memory.
 
+A process forked while a spill is open (a worker) still reads what was put before the
+fork from the inherited file, whose written part neither process changes again, and writes
+what it puts itself to a file of its own: the two never write over each other.
+
 The TCP analyzer keeps the pickled state of its dormant connections here.
 """
 
@@ -20,27 +24,29 @@ import tempfile
 class Spill:
     def __init__(self, prefix: str = "dissect-spill-"):
         self._prefix = prefix
-        self._fd = -1
+        self._fds: list[int] = []   # the files written so far; the last one is written
+        self._pid = -1              # the process that opened the last one
         self._failed = False
-        self.size = 0           # bytes written to the file
-        self.in_memory = 0      # blobs kept in memory because the file could not be used
+        self.size = 0           # bytes written to the last file
+        self.in_memory = 0      # blobs kept in memory because no file could be used
 
     def put(self, blob: bytes):
-        """A reference to ``blob``: ``(offset, length)`` in the file, or ``blob`` itself
-        when the file cannot be used."""
+        """A reference to ``blob``: ``(file, offset, length)``, or ``blob`` itself when no
+        file can be used."""
         if not self._failed:
             try:
-                if self._fd < 0:
+                if self._pid != os.getpid():    # the first put, or the first after a fork
                     fd, path = tempfile.mkstemp(prefix=self._prefix)
                     os.unlink(path)
-                    self._fd = fd
-                off = self.size
+                    self._fds.append(fd)
+                    self._pid, self.size = os.getpid(), 0
+                fd, off = self._fds[-1], self.size
                 view = memoryview(blob)
                 while view:
-                    n = os.pwrite(self._fd, view, off + len(blob) - len(view))
+                    n = os.pwrite(fd, view, off + len(blob) - len(view))
                     view = view[n:]
                 self.size += len(blob)
-                return (off, len(blob))
+                return (len(self._fds) - 1, off, len(blob))
             except OSError:
                 self._failed = True
         self.in_memory += 1
@@ -50,18 +56,18 @@ class Spill:
         """The blob ``put`` returned ``ref`` for."""
         if type(ref) is not tuple:
             return ref
-        off, n = ref
-        data = os.pread(self._fd, n, off)
+        i, off, n = ref
+        data = os.pread(self._fds[i], n, off)
         if len(data) != n:
             raise OSError(f"spill file cut short: {len(data)} of {n} bytes at offset {off}")
         return data
 
     def close(self) -> None:
-        """Drop the file (every reference is invalid afterwards)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        self.size = 0
+        """Drop the files (every reference is invalid afterwards)."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+        self._pid, self.size = -1, 0
 
     def __del__(self):
         self.close()

@@ -31,7 +31,7 @@ def test_the_file_is_unlinked_and_closed(tmp_path, monkeypatch):
     s = Spill()
     s.put(b"state")
     assert list(tmp_path.iterdir()) == []          # no name on disk from the start
-    fd = s._fd
+    fd = s._fds[-1]
     os.fstat(fd)
     s.close()
     with pytest.raises(OSError):
@@ -67,3 +67,29 @@ def test_a_failed_write_falls_back_for_that_blob_and_after(monkeypatch):
 def test_a_spill_cannot_be_pickled():
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(Spill())
+
+
+def test_a_forked_process_reads_the_old_blobs_and_writes_its_own_file():
+    s = Spill()
+    before = s.put(b"put before the fork")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:        # the child: read the parent's blob, put its own, report
+        ok = False
+        try:
+            os.close(r)
+            mine = s.put(b"the child's")
+            ok = (s.get(before) == b"put before the fork" and mine[0] == 1
+                  and s.get(mine) == b"the child's")
+        finally:
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(w)
+    # the parent goes on writing meanwhile; nothing overlaps the child's file
+    after = s.put(b"the parent's, after the fork")
+    assert os.read(r, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(r)
+    assert after[0] == 0 and s.get(after) == b"the parent's, after the fork"
+    assert s.get(before) == b"put before the fork"
+    s.close()
