@@ -43,7 +43,7 @@ import dissect.tuples as _tuples
 from dissect.analysis.tcp import unwrap_records, wrap_records
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
-                            new_transport, unsupported_error)
+                            new_transport, repeated_syns, unsupported_error)
 from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
@@ -302,6 +302,7 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter) -> ShardResu
         base += state[0]
     if transport is not None:
         res.connections, res.records = transport.finish()
+        res.syns = repeated_syns(res.syns)
         out.record_keys = transport.record_keys
     return out
 

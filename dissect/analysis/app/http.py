@@ -163,6 +163,22 @@ def _text(b: bytes) -> str:
 _EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 
+# The keys of an HTTP record, in their order. A record is a copy of this dict with its
+# values put in: a copy keeps this dict's compact table of string keys (16-byte entries,
+# 832 bytes for a record), where a dict display in a compiled module is made with a general
+# one (24-byte entries, 1168 bytes); tests/analysis/app/test_http.py checks the size.
+# (From a tuple: dict.fromkeys of a dict or set would also make the general kind.)
+_RECORD = dict.fromkeys((
+    "type", "conn", "frames", "method", "target", "host", "version", "status", "reason",
+    "request_headers", "response_headers", "request_trailers", "response_trailers",
+    "request_body_len", "response_body_len", "request_body_sha256",
+    "request_transfer_encoding", "response_transfer_encoding", "idempotency_key",
+    "retry_after", "content_encoding", "content_type", "request_content_type",
+    "informational", "request_ts", "response_ts", "response_time_s", "request_frame",
+    "response_frame", "request_gaps", "response_gaps", "incomplete",
+))
+
+
 def _digest(h: str) -> str:
     return _EMPTY_SHA256 if h == _EMPTY_SHA256 else h
 
@@ -709,7 +725,9 @@ class HttpParser(StreamParser):
         rq = req if req is not None and req.start is not None else None
         rs = resp if resp is not None and resp.start is not None else None
         frames = sorted(set((req.frames if req else []) + (resp.frames if resp else [])))
-        rec = {"type": "http", "conn": self.conn, "frames": frames,
+        # the values go into a copy of _RECORD (see there) in the display's order
+        rec = _RECORD.copy()
+        rec.update({"type": "http", "conn": self.conn, "frames": frames,
                "method": rq.method if rq else None, "target": rq.target if rq else None,
                "host": _h(rq.headers, "host") if rq else None,
                "version": (rq.version if rq else None) or (rs.version if rs else None),
@@ -735,7 +753,7 @@ class HttpParser(StreamParser):
                "response_frame": rs.frames[0] if rs and rs.frames else None,
                "request_gaps": req.gaps if req else 0, "response_gaps": resp.gaps if resp else 0,
                "incomplete": bool((req is not None and req.broken and (rq is not None or req.gaps))
-                                  or (resp is not None and resp.broken))}
+                                  or (resp is not None and resp.broken))})
         if rq:
             rec["idempotency_key"] = (_h(rq.headers, "idempotency-key")
                                       or _h(rq.headers, "x-idempotency-key"))

@@ -767,3 +767,20 @@ def test_body_fast_path_on_real_captures(monkeypatch):
         slow = Engine(str(path)).run().records
         monkeypatch.setattr(http.HttpParser, "body_fast_path", True)
         assert fast == slow, path
+
+
+def test_records_keep_the_compact_table_of_string_keys():
+    """An HTTP record is a copy of http._RECORD with its values put in: as small as a dict
+    of its items built one by one (not the general table a compiled dict display makes),
+    its keys in the display's order."""
+    from dissect.analysis.app import http as httpmod
+    from dissect.engine import Engine
+    res = Engine(str(Path(__file__).resolve().parents[3] / "pcaps" / "http-keepalive.pcap")).run()
+    recs = [r for r in res.records if r.get("type") == "http"]
+    assert recs
+    for r in recs:
+        one_by_one: dict = {}
+        for k, v in r.items():
+            one_by_one[k] = v
+        assert sys.getsizeof(r) <= sys.getsizeof(one_by_one)
+        assert list(r)[:len(httpmod._RECORD)] == list(httpmod._RECORD)
