@@ -283,3 +283,37 @@ def test_shard_result_file_round_trip(tmp_path, monkeypatch):
     assert not Path(path).exists()
     assert (back.result.connections, back.result.records, back.record_keys) == (
         conns, recs, keys)
+
+
+def test_connection_records_cross_the_worker_hand_over_unchanged_and_as_small():
+    """wrap_records/unwrap_records (what a worker's result file holds): the records come
+    back equal, in their key order, and as small (key-sharing dicts) as record() made them;
+    records of another shape pass as they are."""
+    import pickle
+
+    from dissect.analysis.tcp import CONN_KEYS, unwrap_records, wrap_records
+    wrapped_any = False
+    for path in sorted(PCAPS.glob("*.pcap")):
+        conns = Engine(str(path)).run().connections
+        wrapped = wrap_records(conns)
+        wrapped_any = wrapped_any or any(type(x) is tuple for x in wrapped)
+        back = unwrap_records(pickle.loads(pickle.dumps(wrapped, pickle.HIGHEST_PROTOCOL)))
+        assert back == conns, path.name
+        for a, b in zip(conns, back):
+            assert list(a) == list(b)
+            if a.get("proto") == "tcp":
+                assert tuple(a) == CONN_KEYS
+                assert sys.getsizeof(b) <= sys.getsizeof(a)
+                for k in ("client", "packets", "bytes", "fin", "handshake"):
+                    if a[k] is not None:
+                        assert list(a[k]) == list(b[k])
+                        assert sys.getsizeof(b[k]) <= sys.getsizeof(a[k]), k
+    assert wrapped_any
+    # past the first few (CPython sizes the first ones for every key the class may get),
+    # key-sharing sub-records are about half a dict display of the same items
+    from dissect.analysis.tcp import _endpoint, _sides
+    made = [(_endpoint("127.0.0.1", 40000 + i), _sides(i, 2 * i)) for i in range(64)]
+    assert sys.getsizeof(made[-1][0]) < sys.getsizeof({"ip": "127.0.0.1", "port": 1}) * 0.6
+    assert sys.getsizeof(made[-1][1]) < sys.getsizeof({"client": 1, "server": 2}) * 0.6
+    odd = [{"type": "connection", "proto": "udp", "id": "udp/0"}, {"proto": "tcp", "x": 1}]
+    assert wrap_records(odd) == odd and unwrap_records(odd) == odd

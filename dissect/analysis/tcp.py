@@ -340,12 +340,7 @@ class Connection:
         c, s = self.cdir, self.sdir
         hs = None
         if self.hs_syn is not None or self.hs_synack is not None:
-            h = _Handshake()
-            h.syn = self.hs_syn
-            h.syn_ack = self.hs_synack
-            h.ack = self.hs_ack
-            h.rtt_s = self.irtt
-            hs = h.__dict__
+            hs = _handshake(self.hs_syn, self.hs_synack, self.hs_ack, self.irtt)
         # the record is the __dict__ of a ConnRecord: the same dict, in a third of the
         # memory of a dict literal (see ConnRecord)
         o = ConnRecord()
@@ -386,8 +381,8 @@ class ConnRecord:
     412): about 300 bytes for the 24 keys of a connection record instead of 840. The
     per-connection sub-records are made the same way (:class:`_Endpoint`, :class:`_Sides`,
     :class:`_Handshake`: about 100 instead of 190 bytes each). Split runs pickle the
-    records wrapped in these classes (:func:`wrap_records`) so that they are rebuilt the
-    same way in the parent."""
+    records as tuples of values (:func:`wrap_records`) and rebuild them the same way in
+    the parent."""
 
 
 class _Endpoint:
@@ -416,43 +411,61 @@ def _sides(client, server) -> dict:
     return o.__dict__
 
 
-# the per-connection sub-records of a connection record, with their holder class
-_SUBRECORDS = (("client", _Endpoint), ("packets", _Sides), ("bytes", _Sides), ("fin", _Sides),
-               ("handshake", _Handshake))
+def _handshake(syn, syn_ack, ack, rtt_s) -> dict:
+    h = _Handshake()
+    h.syn = syn
+    h.syn_ack = syn_ack
+    h.ack = ack
+    h.rtt_s = rtt_s
+    return h.__dict__
 
 
-def _wrapped(cls, d):
-    o = cls.__new__(cls)
-    o.__dict__ = d
-    return o
+# The keys of a TCP connection record in record()'s order, and the per-connection
+# sub-records among them (their place, their keys, how one is made from its values).
+CONN_KEYS = ("type", "id", "proto", "client", "server", "state", "history", "handshake",
+             "first_frame", "last_frame", "start_ts", "duration_s", "packets", "bytes",
+             "retransmissions", "mss", "wscale", "sack_perm", "timestamps", "fin", "rst",
+             "missed_bytes", "reused_ports", "app")
+_SUBRECORDS = tuple((CONN_KEYS.index(k), keys, make) for k, keys, make in (
+    ("client", ("ip", "port"), _endpoint),
+    ("packets", ("client", "server"), _sides),
+    ("bytes", ("client", "server"), _sides),
+    ("fin", ("client", "server"), _sides),
+    ("handshake", ("syn", "syn_ack", "ack", "rtt_s"), _handshake)))
 
 
 def wrap_records(conns: list) -> list:
-    """TCP connection records as ConnRecords (and their sub-records in their holders), for
-    pickling (other records as they are). The records given are not changed."""
+    """Connection records for pickling: a TCP connection record with record()'s keys as the
+    tuple of its values (its per-connection sub-records as tuples of theirs), which pickles
+    faster than dicts and is rebuilt as key-sharing dicts by :func:`unwrap_records`; other
+    records as they are. The records given are not changed."""
     out = []
     for d in conns:
-        if d.get("proto") == "tcp" and d.get("type") == "connection":
-            d = dict(d)
-            for k, cls in _SUBRECORDS:
-                sub = d.get(k)
-                if type(sub) is dict:
-                    d[k] = _wrapped(cls, sub)
-            d = _wrapped(ConnRecord, d)
+        if type(d) is dict and len(d) == len(CONN_KEYS) and tuple(d) == CONN_KEYS:
+            vals = list(d.values())
+            for i, keys, _make in _SUBRECORDS:
+                sub = vals[i]
+                if type(sub) is dict and tuple(sub) == keys:
+                    vals[i] = tuple(sub.values())
+            d = tuple(vals)
         out.append(d)
     return out
 
 
 def unwrap_records(items: list) -> list:
-    """The records :func:`wrap_records` wrapped, as dicts again (sharing their keys)."""
+    """The records :func:`wrap_records` gave, as dicts again (connection records and their
+    sub-records sharing their keys, as record() makes them)."""
     out = []
     for x in items:
-        if type(x) is ConnRecord:
-            x = x.__dict__
-            for k, _cls in _SUBRECORDS:
-                sub = x.get(k)
-                if sub is not None and type(sub) is not dict:
-                    x[k] = sub.__dict__
+        if type(x) is tuple:
+            vals = list(x)
+            for i, _keys, make in _SUBRECORDS:
+                sub = vals[i]
+                if type(sub) is tuple:
+                    vals[i] = make(*sub)
+            o = ConnRecord()
+            x = o.__dict__
+            x.update(zip(CONN_KEYS, vals))
         out.append(x)
     return out
 
