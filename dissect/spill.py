@@ -70,7 +70,10 @@ class Spill:
         self._pid, self.size = -1, 0
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:   # at interpreter exit the os module may already be gone
+            pass
 
     def __reduce__(self):
         raise TypeError("a Spill holds an open file and cannot be pickled")

@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import dissect.numeric as _numeric
 import dissect.tuples as _tuples
-from dissect.spill import Spill
 from dissect.columns.segment import TcpSegment
+from dissect.spill import Spill
 
 # --- TCP header flag bits -------------------------------------------------------------------
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
