@@ -163,11 +163,11 @@ def _text(b: bytes) -> str:
 _EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 
-# The keys of an HTTP record, in their order. A record is a copy of this dict with its
-# values put in: a copy keeps this dict's compact table of string keys (16-byte entries,
-# 832 bytes for a record), where a dict display in a compiled module is made with a general
-# one (24-byte entries, 1168 bytes); tests/analysis/app/test_http.py checks the size.
-# (From a tuple: dict.fromkeys of a dict or set would also make the general kind.)
+# The keys of an HTTP record, in their order, all None. A record is a copy of this dict
+# with its values put in: a copy keeps this dict's compact table of string keys (16-byte
+# entries, 832 bytes for a record), where a dict display in a compiled module is made with
+# a general one (24-byte entries, 1168 bytes); tests/analysis/app/test_http.py checks the
+# size. (From a tuple: dict.fromkeys of a dict or set would also make the general kind.)
 _RECORD = dict.fromkeys((
     "type", "conn", "frames", "method", "target", "host", "version", "status", "reason",
     "request_headers", "response_headers", "request_trailers", "response_trailers",
@@ -725,35 +725,43 @@ class HttpParser(StreamParser):
         rq = req if req is not None and req.start is not None else None
         rs = resp if resp is not None and resp.start is not None else None
         frames = sorted(set((req.frames if req else []) + (resp.frames if resp else [])))
-        # the values go into a copy of _RECORD (see there) in the display's order
-        rec = _RECORD.copy()
-        rec.update({"type": "http", "conn": self.conn, "frames": frames,
-               "method": rq.method if rq else None, "target": rq.target if rq else None,
-               "host": _h(rq.headers, "host") if rq else None,
-               "version": (rq.version if rq else None) or (rs.version if rs else None),
-               "status": rs.status if rs else None, "reason": rs.reason if rs else None,
-               "request_headers": rq.headers if rq else [],
-               "response_headers": rs.headers if rs else None,
-               "request_trailers": rq.trailers if rq else [],
-               "response_trailers": rs.trailers if rs else None,
-               "request_body_len": rq.body_len if rq else None,
-               "response_body_len": rs.body_len if rs else None,
-               "request_body_sha256": _digest(rq.sha.hexdigest()) if rq and rq.sha is not None
-               else None,
-               "request_transfer_encoding": rq.te if rq else None,
-               "response_transfer_encoding": rs.te if rs else None,
-               "idempotency_key": None, "retry_after": None,
-               "content_encoding": None, "content_type": None,
-               "request_content_type": _h(rq.headers, "content-type") if rq else None,
-               "informational": req.informational if req else [],
-               "request_ts": rq.ts if rq else None, "response_ts": rs.ts if rs else None,
-               "response_time_s": round(rs.ts - rq.ts, 6) if rq and rs and rq.ts is not None
-               and rs.ts is not None else None,
-               "request_frame": rq.frames[0] if rq and rq.frames else None,
-               "response_frame": rs.frames[0] if rs and rs.frames else None,
-               "request_gaps": req.gaps if req else 0, "response_gaps": resp.gaps if resp else 0,
-               "incomplete": bool((req is not None and req.broken and (rq is not None or req.gaps))
-                                  or (resp is not None and resp.broken))})
+        # a copy of _RECORD (see there; its values are None) with the values put in
+        rec: dict = _RECORD.copy()
+        rec["type"] = "http"
+        rec["conn"] = self.conn
+        rec["frames"] = frames
+        rec["version"] = (rq.version if rq else None) or (rs.version if rs else None)
+        rec["request_headers"] = rq.headers if rq else []
+        rec["request_trailers"] = rq.trailers if rq else []
+        rec["informational"] = req.informational if req else []
+        rec["request_gaps"] = req.gaps if req else 0
+        rec["response_gaps"] = resp.gaps if resp else 0
+        rec["incomplete"] = bool((req is not None and req.broken and (rq is not None or req.gaps))
+                                 or (resp is not None and resp.broken))
+        if rq:
+            rec["method"] = rq.method
+            rec["target"] = rq.target
+            rec["host"] = _h(rq.headers, "host")
+            rec["request_body_len"] = rq.body_len
+            if rq.sha is not None:
+                rec["request_body_sha256"] = _digest(rq.sha.hexdigest())
+            rec["request_transfer_encoding"] = rq.te
+            rec["request_content_type"] = _h(rq.headers, "content-type")
+            rec["request_ts"] = rq.ts
+            if rq.frames:
+                rec["request_frame"] = rq.frames[0]
+        if rs:
+            rec["status"] = rs.status
+            rec["reason"] = rs.reason
+            rec["response_headers"] = rs.headers
+            rec["response_trailers"] = rs.trailers
+            rec["response_body_len"] = rs.body_len
+            rec["response_transfer_encoding"] = rs.te
+            rec["response_ts"] = rs.ts
+            if rs.frames:
+                rec["response_frame"] = rs.frames[0]
+            if rq and rq.ts is not None and rs.ts is not None:
+                rec["response_time_s"] = round(rs.ts - rq.ts, 6)
         if rq:
             rec["idempotency_key"] = (_h(rq.headers, "idempotency-key")
                                       or _h(rq.headers, "x-idempotency-key"))
