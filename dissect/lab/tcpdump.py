@@ -3,9 +3,11 @@
 tcpdump runs inside the namespace on ``lo`` with ``--immediate-mode`` (deliver each
 packet at once), a 16 MB buffer (``-B 16384``; smaller buffers drop packets in bursts
 on loopback) and ``-U`` (flush the file per packet), full snap length, and ``-Z root`` so
-it keeps the rights to write into the lab's root-owned work directory. Stopping sends
+it keeps the rights to write into the lab's root-owned work directory. Stopping waits until
+the file has stopped growing (tcpdump may lag on a loaded machine), then sends
 SIGINT, after which tcpdump flushes and prints its packet statistics, which are parsed
-into the ground truth (``dropped by kernel`` must be 0 for a complete capture).
+into the ground truth (``dropped by kernel`` must be 0 for a complete capture; so should
+``backlog_dropped``, the rise of the kernel's receive-backlog drop counter meanwhile).
 """
 
 from __future__ import annotations

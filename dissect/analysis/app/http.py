@@ -750,6 +750,10 @@ class HttpParser(StreamParser):
             rec["request_ts"] = rq.ts
             if rq.frames:
                 rec["request_frame"] = rq.frames[0]
+            rec["idempotency_key"] = (_h(rq.headers, "idempotency-key")
+                                      or _h(rq.headers, "x-idempotency-key"))
+            if not rs:
+                rec["content_encoding"] = _h(rq.headers, "content-encoding")
         if rs:
             rec["status"] = rs.status
             rec["reason"] = rs.reason
@@ -762,10 +766,6 @@ class HttpParser(StreamParser):
                 rec["response_frame"] = rs.frames[0]
             if rq and rq.ts is not None and rs.ts is not None:
                 rec["response_time_s"] = round(rs.ts - rq.ts, 6)
-        if rq:
-            rec["idempotency_key"] = (_h(rq.headers, "idempotency-key")
-                                      or _h(rq.headers, "x-idempotency-key"))
-        if rs:
             rec["retry_after"] = retry_after_seconds(_h(rs.headers, "retry-after"),
                                                      _h(rs.headers, "date"), rs.ts)
             rec["content_encoding"] = _h(rs.headers, "content-encoding")
@@ -775,8 +775,6 @@ class HttpParser(StreamParser):
                 rec["upgrade"] = up.strip().lower()
             if rq and rq.method == "CONNECT" and 200 <= rs.status < 300:
                 rec["tunnel"] = True
-        elif rq:
-            rec["content_encoding"] = _h(rq.headers, "content-encoding")
         return rec
 
     # ---------------------------------------------------------------- upgrades
