@@ -84,6 +84,10 @@ class Result:
     # (n, records): the n slowest transactions' timing records when a split run found
     # them in its workers (dissect.analysis.findings.timing.slowest), else None
     slowest_timings: tuple | None = None
+    # a streamed run (Engine(stream=True)): ``connections`` and ``records`` are
+    # RecordStores (dissect.store) or one-pass iterables, and what the summary learns from
+    # them is learnt in the pass that reads them (finish_stream)
+    streamed: bool = False
 
 
 def optional(modname: str, attr: str):
@@ -113,11 +117,14 @@ def gc_paused():
 
 class Engine:
     def __init__(self, path: str, *, tcp: bool = True, app: bool = True,
-                 on_frame: Callable | None = None):
+                 on_frame: Callable | None = None, stream: bool = False):
         self.path = str(path)
         self.tcp = tcp
         self.app = app
         self.on_frame = on_frame
+        # records wait on disk (dissect.store) and the Result's lists are stores, read
+        # in one pass by finish_stream: memory does not hold every record of the capture
+        self.stream = stream
 
     def run(self, progress: Callable | None = None) -> Result:
         """One pass over the file. ``progress(frames, bytes)`` is called now and then
@@ -127,7 +134,7 @@ class Engine:
 
     def _run(self, progress) -> Result:
         res = Result(self.path)
-        transport = new_transport(self.tcp, self.app)
+        transport = new_transport(self.tcp, self.app, store=self.stream)
         reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet
         res.info = reader.info
         warnings = reader.warnings
@@ -162,7 +169,10 @@ class Engine:
         if transport is not None:
             res.connections, res.records = transport.finish()
             res.syns = repeated_syns(res.syns)
-            finish_summary(res)
+            if self.stream and type(res.records) is not list:
+                res.streamed = True
+            else:
+                finish_summary(res)
         return res
 
 
@@ -183,12 +193,13 @@ def repeated_syns(syns: list) -> list:
 PROGRESS_EVERY = 8192
 
 
-def new_transport(tcp: bool = True, app: bool = True, tag: bool = False):
+def new_transport(tcp: bool = True, app: bool = True, tag: bool = False,
+                  store: bool = False):
     """The transport analyzer (None when TCP analysis is off or not installed)."""
     if not tcp:
         return None
     TA = optional("dissect.analysis.transport", "TransportAnalyzer")
-    return TA(app=app, tag=tag) if TA is not None else None
+    return TA(app=app, tag=tag, store=store) if TA is not None else None
 
 
 def analyse_frames(frames, res: Result, transport, on_frame=None, progress=None,
@@ -240,10 +251,43 @@ def unsupported_error(res: Result, path: str) -> None:
             path=path, frame=summary.anomalies[unsupported[0]][1][0])
 
 
+class SummaryObserver:
+    """What the summary learns once connections and records are known: each connection's
+    application protocol, and the application parsers' anomalies (an observer,
+    dissect.analysis.observe)."""
+
+    def __init__(self, summary: CaptureSummary):
+        self.summary = summary
+        self.apps: dict = {}
+
+    def start(self, res) -> None:
+        pass
+
+    def conn(self, c: dict) -> None:
+        app = c.get("app")
+        if app:
+            self.apps[c["id"]] = app
+
+    def record(self, r: dict) -> None:
+        if r.get("type") == "anomaly":
+            self.summary.anomaly(f"{r.get('protocol')}:{r.get('name')}", r.get("frame"))
+
+    def finish(self, res) -> None:
+        self.summary.apps = self.apps
+
+
 def finish_summary(res: Result) -> None:
     """What the summary learns once connections and records are known."""
-    summary = res.summary
-    summary.apps = {c["id"]: c.get("app") for c in res.connections if c.get("app")}
-    for r in res.records:
-        if r.get("type") == "anomaly":
-            summary.anomaly(f"{r.get('protocol')}:{r.get('name')}", r.get("frame"))
+    from dissect.analysis.observe import run
+    run(res, SummaryObserver(res.summary))
+
+
+def finish_stream(res: Result, observers: list) -> list:
+    """The one pass over a run's records: ``observers`` (dissect.analysis.observe), and the
+    summary's own when the run was streamed; each observer's result."""
+    from dissect.analysis.observe import observe
+    if not res.streamed:
+        return observe(res, observers)
+    out = observe(res, [SummaryObserver(res.summary)] + list(observers))[1:]
+    res.streamed = False
+    return out

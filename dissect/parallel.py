@@ -37,16 +37,19 @@ import socket
 import struct
 import sys
 import time
+from array import array
 from dataclasses import dataclass, field
 
 import dissect.tuples as _tuples
 from dissect.analysis.tcp import unwrap_records, wrap_records
+from dissect.analysis.transport import udp_id
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
                             new_transport, repeated_syns, unsupported_error)
 from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
+from dissect.store import FileBlobs, RecordStore
 
 # Packet lines a worker sends in one message (bigger: fewer messages, more memory).
 LINE_CHUNK = 4096
@@ -114,6 +117,10 @@ class ShardResult:
     # (n, [(position, timing record)]): this shard's candidates for the n slowest
     # transactions (dissect.analysis.findings.timing.slowest_candidates), when asked for
     slowest: tuple | None = None
+    # with records in stores (store=True): the first frame of each connection in its
+    # store's order, and how many of them are TCP; the UDP flows' ids in order
+    conn_first: tuple = (None, 0)
+    conn_udp_ids: list = field(default_factory=list)
 
 
 def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
@@ -209,16 +216,17 @@ def _decode(fr):
 
 def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
                   app: bool = True, lines=None, counter=None,
-                  slowest: int = 0) -> ShardResult:
+                  slowest: int = 0, store: bool = False) -> ShardResult:
     """Analyse shard ``shard`` of ``nshards`` of the capture made of ``paths``.
 
     ``lines(frame, conn, prefix, suffix)``: when given, called per own frame with the JSONL
     packet line cut where the connection id goes (conn is worker-local, None when the frame
     has no connection; then prefix is the whole line). ``slowest``: also find this shard's
     candidates for the ``slowest`` slowest transactions (the report's table), so that the
-    merge does not time every transaction again in one process."""
+    merge does not time every transaction again in one process. ``store``: the records
+    wait on disk (dissect.store) and the merge streams them (a streamed Result)."""
     with gc_paused():
-        out = _analyse_shard(paths, shard, nshards, tcp, app, lines, counter)
+        out = _analyse_shard(paths, shard, nshards, tcp, app, lines, counter, store)
         if slowest and app and tcp:
             cands = _optional("dissect.analysis.findings.timing", "slowest_candidates")
             if cands is not None:
@@ -226,9 +234,10 @@ def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
         return out
 
 
-def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter) -> ShardResult:
+def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
+                   store=False) -> ShardResult:
     res = Result(paths[0])
-    transport = new_transport(tcp, app, tag=True)
+    transport = new_transport(tcp, app, tag=True, store=store)
     out = ShardResult(shard, res)
     on_frame = None
     if lines is not None:
@@ -304,6 +313,9 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter) -> ShardResu
         res.connections, res.records = transport.finish()
         res.syns = repeated_syns(res.syns)
         out.record_keys = transport.record_keys
+        if isinstance(res.connections, RecordStore):
+            out.conn_first = transport.conn_first
+            out.conn_udp_ids = [udp_id(f.id) for f in transport.udp.flows]
     return out
 
 
@@ -314,6 +326,8 @@ def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Resul
     parts' records are renumbered in place and become the result's (copying them held
     both copies of every record at once: ~90 MB on the 1M-frame benchmark)."""
     parts = sorted(parts, key=lambda p: p.shard)
+    if parts and all(isinstance(p.result.connections, RecordStore) for p in parts):
+        return _merge_streamed(paths, parts)
     res = Result(paths[0] if len(paths) == 1 else ", ".join(paths))
     first = parts[0]
     res.info = next((i for i in first.infos if i is not None), None)
@@ -356,7 +370,15 @@ def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Resul
         # post-processing (FTP data linking) changed nothing the workers timed
         res.slowest_timings = _merge_slowest(parts, maps, conns)
     res.connections, res.records = conns, records
-    # the summary, then what the file itself warned about
+    _merge_rest(res, parts, maps)
+    if app or conns:
+        finish_summary(res)
+    return res
+
+
+def _merge_rest(res: Result, parts: list[ShardResult], maps: list) -> None:
+    """The summary, what the files warned about, the SYN and retransmission lists and the
+    first error, merged."""
     res.summary.merge([p.result.summary for p in parts], maps)
     warns = sorted((w for p in parts for w in p.warnings), key=lambda w: (w[0], w[1]))
     per_file: dict = {}
@@ -368,20 +390,174 @@ def merge(paths: list[str], parts: list[ShardResult], app: bool = True) -> Resul
     res.retrans = sorted(((maps[i].get(r[0], r[0]),) + r[1:]
                           for i, p in enumerate(parts) for r in p.result.retrans),
                          key=lambda r: r[3])
-    if first.errors:
-        res.error = sorted(first.errors, key=lambda e: e[0])[0][1]
+    errors = parts[0].errors if parts else []
+    if errors:
+        res.error = sorted(errors, key=lambda e: e[0])[0][1]
     unsupported_error(res, res.path)
-    if app or conns:
-        finish_summary(res)
+
+
+# --------------------------------------------------------------------------- streamed merge
+
+class ConnMap:
+    """Local -> global connection ids of one shard: TCP ids in an array (they are 0..n-1),
+    UDP flow ids in a dict. Reads like the dict the list merge uses."""
+
+    def __init__(self):
+        self.tcp = array("q")
+        self.udp: dict = {}
+
+    def get(self, k, default=None):
+        if type(k) is int:
+            return self.tcp[k] if 0 <= k < len(self.tcp) else default
+        return self.udp.get(k, default)
+
+    def __getitem__(self, k):
+        v = self.get(k, self)
+        if v is self:
+            raise KeyError(k)
+        return v
+
+    def __contains__(self, k) -> bool:
+        return self.get(k, self) is not self
+
+
+def _conn_order(parts: list[ShardResult]) -> tuple[list, list]:
+    """The global ids (ConnMap per part) and, in global order, (part, position in its
+    store) of every connection: TCP in order of first frame, then UDP the same way, as
+    the list merge numbers them."""
+    maps = [ConnMap() for _ in parts]
+    tcp, udp = [], []
+    for i, p in enumerate(parts):
+        ff, ntcp = p.conn_first
+        m = maps[i]
+        m.tcp = array("q", bytes(8 * ntcp))
+        for pos in range(len(ff)):
+            (tcp if pos < ntcp else udp).append((ff[pos], i, pos))
+    tcp.sort()
+    udp.sort()
+    order = []
+    for n, (_f, i, pos) in enumerate(tcp):
+        maps[i].tcp[pos] = n
+        order.append((i, pos))
+    for n, (_f, i, pos) in enumerate(udp):
+        maps[i].udp[parts[i].conn_udp_ids[pos - parts[i].conn_first[1]]] = f"udp/{n}"
+        order.append((i, pos))
+    return maps, order
+
+
+def _once(stream) -> None:
+    """A merged stream renumbers the records it reads in place: it is read once."""
+    if stream.read:
+        raise RuntimeError("a streamed Result's records can be read once only")
+    stream.read = True
+
+
+class _MergedConns:
+    """The parts' connection records in global order with global ids (one pass; each
+    part's store is read in order, batch by batch)."""
+
+    def __init__(self, parts, maps, order):
+        self.parts, self.maps, self.order = parts, maps, order
+        self.read = False
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        _once(self)
+        its = [iter(p.result.connections) for p in self.parts]
+        pos = [0] * len(self.parts)
+        for i, want in self.order:
+            # a part's store is in id order, which is its order of first frames for TCP
+            # and of UDP flows: ``want`` is its next record unless ids were out of order
+            if pos[i] == want:
+                c = next(its[i])
+                pos[i] += 1
+            else:
+                c = self.parts[i].result.connections.get(want)
+            c["id"] = self.maps[i][c["id"]]
+            yield c
+
+
+class _MergedRecords:
+    """The parts' application records in the order one pass emits them (by merge key,
+    then part, then position), their connection ids global: one pass, each part read in
+    order but for its records whose keys are out of order (those made at the end of the
+    capture), which are read by position."""
+
+    def __init__(self, parts, maps):
+        self.parts, self.maps = parts, maps
+        self.read = False
+
+    def __len__(self) -> int:
+        return sum(len(p.result.records) for p in self.parts)
+
+    def _part(self, i: int):
+        p = self.parts[i]
+        keys, st, m = p.record_keys, p.result.records, self.maps[i]
+        n = len(st)
+        ph, ka, kb = keys.phase, keys.a, keys.b
+        # the longest prefix whose keys do not go down: read in order
+        k = 1
+        while k < n and (ph[k - 1], ka[k - 1], kb[k - 1]) <= (ph[k], ka[k], kb[k]):
+            k += 1
+        rest = sorted(range(k, n), key=lambda j: (ph[j], ka[j], kb[j], j)) if k < n else []
+
+        def renumber(r):
+            c = r.get("conn")
+            if c is not None:
+                g = m.get(c, m)
+                if g is not m:
+                    r["conn"] = g
+            return r
+
+        def prefix():
+            it = iter(st)
+            for j in range(min(k, n)):
+                yield (ph[j], ka[j], kb[j], i, j), next(it)
+
+        def suffix():
+            for j in rest:
+                yield (ph[j], ka[j], kb[j], i, j), st.get(j)
+        for key, r in heapq.merge(prefix(), suffix(), key=lambda x: x[0]):
+            yield key, renumber(r)
+
+    def __iter__(self):
+        _once(self)
+        for _key, r in heapq.merge(*(self._part(i) for i in range(len(self.parts))),
+                                   key=lambda x: x[0]):
+            yield r
+
+
+def _merge_streamed(paths: list[str], parts: list[ShardResult]) -> Result:
+    """merge() of parts whose records wait on disk (analyse_shard(store=True)): the
+    Result's connections and records are one-pass streams read by finish_stream (the
+    parent never holds every record), the rest as merge() makes it."""
+    res = Result(paths[0] if len(paths) == 1 else ", ".join(paths))
+    res.info = next((i for i in parts[0].infos if i is not None), None)
+    maps, order = _conn_order(parts)
+    res.connections = _MergedConns(parts, maps, order)
+    res.records = _MergedRecords(parts, maps)
+    if all(p.slowest is not None for p in parts):
+        res.slowest_timings = _merge_slowest(parts, maps, None, len(order))
+    _merge_rest(res, parts, maps)
+    res.streamed = True
     return res
 
 
-def _merge_slowest(parts: list[ShardResult], maps: list[dict], conns: list) -> tuple:
+def _merge_slowest(parts: list[ShardResult], maps: list, conns: list | None,
+                   nconns: int = 0) -> tuple:
     """The workers' slowest-transaction candidates as one pass orders them: slowest
     first, then in timing order (start of the first stage, then connection order, then
-    the record's place in its connection, which the worker's creation index keeps)."""
+    the record's place in its connection, which the worker's creation index keeps).
+    Without ``conns`` (a streamed merge), a connection's place is its global id (TCP) or
+    the TCP count plus its UDP flow number."""
     n = min(p.slowest[0] for p in parts)
-    pos = {c["id"]: k for k, c in enumerate(conns)}
+    if conns is not None:
+        pos = {c["id"]: k for k, c in enumerate(conns)}
+    else:
+        ntcp = sum(p.conn_first[1] for p in parts)
+        pos = _Positions(ntcp, nconns)
     cands = []
     for i, p in enumerate(parts):
         m = maps[i]
@@ -399,13 +575,32 @@ def _merge_slowest(parts: list[ShardResult], maps: list[dict], conns: list) -> t
 def _needs_one_pass(parts: list[ShardResult]) -> bool:
     """Connections the application dispatcher ties together (FTP control -> data) must be
     seen by one worker."""
-    return len(parts) > 1 and any(r.get("type") == "ftp-expect"
-                                  for p in parts for r in p.result.records)
+    return len(parts) > 1 and any(
+        "ftp-expect" in p.result.records.types if isinstance(p.result.records, RecordStore)
+        else any(r.get("type") == "ftp-expect" for r in p.result.records) for p in parts)
+
+
+class _Positions:
+    """A connection's place in a merged Result's list from its global id."""
+
+    def __init__(self, ntcp: int, n: int):
+        self.ntcp, self.n = ntcp, n
+
+    def get(self, cid, default=None):
+        if type(cid) is int:
+            return cid if 0 <= cid < self.ntcp else default
+        if type(cid) is str and cid.startswith("udp/"):
+            return self.ntcp + int(cid[4:])
+        return default
+
+    def __len__(self) -> int:
+        return self.n
 
 
 # --------------------------------------------------------------------------- running
 
-def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes, slowest=0):
+def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes, slowest=0,
+            store=False):
     # a worker makes no cyclic garbage worth a pass and exits when done: no collector at
     # all (re-enabled after the analysis, its first pass walked every object of it while
     # the result was being written)
@@ -421,7 +616,7 @@ def _worker(paths, shard, nshards, tcp, app, want_lines, q, progress_arr, sizes,
                     q.put(("lines", _b[:]))
                     _b.clear()
         r = analyse_shard(paths, shard, nshards, tcp, app, lines,
-                          _shared_counter(progress_arr, shard), slowest)
+                          _shared_counter(progress_arr, shard), slowest, store)
         if buf:
             q.put(("lines", buf[:]))
         # the result goes through a file: the worker writes it in chunks and exits, and
@@ -455,6 +650,8 @@ def dump_result(r: ShardResult) -> str:
     import pickle
     import tempfile
     res = r.result
+    if isinstance(res.connections, RecordStore):
+        return _dump_stored(r)
     lists = (res.connections, res.records, r.record_keys)
     res.connections, res.records, r.record_keys = [], [], []
     fd, path = tempfile.mkstemp(prefix="dissect-shard-", suffix=".pickle")
@@ -475,12 +672,48 @@ def dump_result(r: ShardResult) -> str:
     return path
 
 
+def _dump_stored(r: ShardResult) -> str:
+    """dump_result() of a result whose records are in stores: the result without them,
+    then each store's pickled batches as they are (none is unpickled)."""
+    import pickle
+    import tempfile
+    res = r.result
+    stores = (res.connections, res.records)
+    res.connections = res.records = None
+    fd, path = tempfile.mkstemp(prefix="dissect-shard-", suffix=".pickle")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for st in stores:
+                st.flush()
+            pickle.dump(r, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(("stores", [st.counts() for st in stores],
+                         [st.types for st in stores]), f, protocol=pickle.HIGHEST_PROTOCOL)
+            for st in stores:
+                st.write_to(f)
+                st.close()
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
 def load_result(path: str) -> ShardResult:
-    """Read (and delete) a file :func:`dump_result` wrote."""
+    """Read (and delete) a file :func:`dump_result` wrote. Records that a worker kept in
+    stores stay in the file (unlinked, read through an open descriptor) as stores."""
     import pickle
     try:
         with open(path, "rb") as f:
             r = pickle.load(f)
+            if r.result.connections is None:
+                _tag, counts, types = pickle.load(f)
+                blobs = FileBlobs(os.dup(f.fileno()))
+                off = f.tell()
+                r.result.connections, off = RecordStore.from_file(
+                    blobs, off, counts[0], wrap_records, unwrap_records)
+                r.result.records, off = RecordStore.from_file(blobs, off, counts[1])
+                r.result.connections.types = types[0]
+                r.result.records.types = types[1]
+                return r
             lists = []
             for k in range(3):
                 n = pickle.load(f)
@@ -502,14 +735,16 @@ def default_jobs() -> int:
 
 
 def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
-        on_line=None, progress=None, slowest: int = 0) -> Result:
+        on_line=None, progress=None, slowest: int = 0, stream: bool = False) -> Result:
     """Analyse ``paths`` (one capture, or several taken as one) with ``jobs`` processes.
 
     ``on_line(str)`` gets the JSONL packet lines in frame order (connection ids global);
     ``progress(done_fraction, packets_done)`` is called now and then; ``slowest``: the
     workers also find the candidates for that many slowest transactions (the report's
     table; ``Result.slowest_timings``). One file with one job is the plain
-    :class:`~dissect.engine.Engine` run."""
+    :class:`~dissect.engine.Engine` run. ``stream``: the records wait on disk and the
+    Result is a streamed one (``Result.streamed``: read it with
+    :func:`dissect.engine.finish_stream`), so that memory does not hold them all."""
     paths = [str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     jobs = max(1, jobs or default_jobs())
     if len(paths) == 1 and jobs == 1:
@@ -521,11 +756,20 @@ def run(paths, jobs: int | None = None, tcp: bool = True, app: bool = True,
             def cb(fr, d, v):
                 on_line(packet_line(fr, d, v.flags, v.conn, v.values))
         prog = (lambda f, b: progress(min(1.0, b / size), f)) if progress else None
-        return Engine(paths[0], tcp=tcp, app=app, on_frame=cb).run(progress=prog)
-    parts = _run_shards(paths, jobs, tcp, app, on_line, progress, slowest)
+        return Engine(paths[0], tcp=tcp, app=app, on_frame=cb,
+                      stream=stream).run(progress=prog)
+    parts = _run_shards(paths, jobs, tcp, app, on_line, progress, slowest, stream)
     if _needs_one_pass(parts):
+        _close_parts(parts)
         parts = _run_shards(paths, 1, tcp, app, None, None, slowest)
     return merge(paths, parts, app)
+
+
+def _close_parts(parts: list[ShardResult]) -> None:
+    for p in parts:
+        for st in (p.result.connections, p.result.records):
+            if isinstance(st, RecordStore):
+                st.close()
 
 
 def _size(p) -> int:
@@ -535,10 +779,12 @@ def _size(p) -> int:
         return 0
 
 
-def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0) -> list[ShardResult]:
+def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0,
+                store=False) -> list[ShardResult]:
     if nshards == 1:
         return [analyse_shard(paths, 0, 1, tcp, app,
-                              _local_lines(on_line) if on_line else None, None, slowest)]
+                              _local_lines(on_line) if on_line else None, None, slowest,
+                              store)]
     import multiprocessing as mp
     ctx = mp.get_context("fork")
     sizes = [_size(p) for p in paths]
@@ -551,7 +797,7 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0) -> list[
     queues = {i: ctx.Queue(QUEUE_DEPTH) for i in range(first, nshards)}
     procs = {i: ctx.Process(target=_worker, daemon=True,
                             args=(paths, i, nshards, tcp, app, on_line is not None,
-                                  queues[i], arr, sizes, slowest))
+                                  queues[i], arr, sizes, slowest, store))
              for i in range(first, nshards)}
     for p in procs.values():
         p.start()
@@ -594,7 +840,8 @@ def _run_shards(paths, nshards, tcp, app, on_line, progress, slowest=0) -> list[
                 def counter(off, frames):
                     count(off, frames)
                     tick()
-            results[0] = analyse_shard(paths, 0, nshards, tcp, app, None, counter, slowest)
+            results[0] = analyse_shard(paths, 0, nshards, tcp, app, None, counter, slowest,
+                                       store)
         if on_line is not None:
             emit_lines((stream(i) for i in range(nshards)), nshards, on_line, tick)
         else:
@@ -678,15 +925,16 @@ def expand(patterns) -> list[str]:
 
 def run_any(paths: list[str], jobs: int | None = None, engine: str = "local",
             scheduler: str | None = None, tcp: bool = True, app: bool = True,
-            on_line=None, progress=None, slowest: int = 0) -> Result:
-    """What ``dissect analyze`` runs: local processes or a Dask cluster."""
+            on_line=None, progress=None, slowest: int = 0, stream: bool = False) -> Result:
+    """What ``dissect analyze`` runs: local processes or a Dask cluster. ``stream``: a
+    streamed Result where the local engine can give one (see :func:`run`)."""
     with gc_paused():
         return _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress,
-                        slowest)
+                        slowest, stream)
 
 
 def _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress,
-             slowest=0) -> Result:
+             slowest=0, stream=False) -> Result:
     if engine == "dask":
         from dissect import distributed
         return distributed.run(paths, scheduler=scheduler, jobs=jobs, tcp=tcp, app=app,
@@ -695,4 +943,4 @@ def _run_any(paths, jobs, engine, scheduler, tcp, app, on_line, progress,
     if sum(_size(p) for p in paths) < SPLIT_MIN_BYTES:
         jobs = 1
     return run(paths, jobs=jobs, tcp=tcp, app=app, on_line=on_line, progress=progress,
-               slowest=slowest)
+               slowest=slowest, stream=stream)

@@ -73,7 +73,7 @@ cpdef long long _iv_covered(list iv, long long a, long long b)
 cdef class TcpAnalyzer:
     cdef public dict _conns, _quiet, _dormant
     cdef public list connections
-    cdef public object _spill
+    cdef public object _spill, _frozen
     cdef public bint keep_frames, _reuse_hit
     cdef public double _tmax, _dormant_after
     cdef public long long _nfed, _sweep_mask, revived

@@ -470,6 +470,11 @@ def unwrap_records(items: list) -> list:
     return out
 
 
+def _conn_store():
+    from dissect.store import RecordStore
+    return RecordStore(wrap_records, unwrap_records, prefix="dissect-conns-")
+
+
 # Equal sub-records that most connections share (the server's address, MSS, window scale,
 # no RST) are one object: a capture has tens of thousands of connection records, and these
 # sub-records are never changed once made. Bounded, for captures where they do not repeat.
@@ -607,18 +612,29 @@ DORMANT_SWEEP_EVERY = 4096
 DORMANT_BATCH = 64
 
 
-def _freeze(conns: list, spill: Spill) -> list:
+def _freeze(conns: list, spill: Spill, store=None) -> list:
     """(record, reference to the pickled states in ``spill``, index) of each of ``conns``,
-    which get no segment for now."""
+    which get no segment for now; with a record ``store``
+    (:class:`dissect.store.RecordStore`), the record's position in it instead of the
+    record."""
     ref = spill.put(pickle.dumps(conns, pickle.HIGHEST_PROTOCOL))
-    return [(c.record(), ref, i) for i, c in enumerate(conns)]
+    if store is None:
+        return [(c.record(), ref, i) for i, c in enumerate(conns)]
+    out = []
+    for i, c in enumerate(conns):
+        out.append((len(store), ref, i))
+        store.append(c.record())
+    return out
 
 
 class TcpAnalyzer:
     """Wireshark-compatible TCP sequence analysis and connection tracking (sans-I/O)."""
 
-    def __init__(self, keep_frames: bool = False):
+    def __init__(self, keep_frames: bool = False, store: bool = False):
         self._conns: dict = {}          # canonical 4-tuple -> current Connection
+        # with ``store``, the records of dormant connections wait on disk
+        # (dissect.store) instead of in memory, and drain_store() gives them all there
+        self._frozen = _conn_store() if store else None
         # by connection id: its Connection, or (record, reference to its pickled batch in
         # _spill, index) while dormant
         self.connections: list = []
@@ -895,7 +911,7 @@ class TcpAnalyzer:
         if old is not None:
             # ports reused: the old connection gets no segment again
             self._quiet.pop(old.id, None)
-            self.connections[old.id] = _freeze([old], self._spill)[0]
+            self.connections[old.id] = _freeze([old], self._spill, self._frozen)[0]
         conn = Connection(len(self.connections), key, seg)
         if self.keep_frames:
             conn.frames = []
@@ -910,7 +926,7 @@ class TcpAnalyzer:
         sleepy = [conn for conn in quiet.values() if conn.last_ts <= cutoff]
         for k in range(0, len(sleepy), DORMANT_BATCH):
             batch = sleepy[k:k + DORMANT_BATCH]
-            for conn, frozen in zip(batch, _freeze(batch, self._spill)):
+            for conn, frozen in zip(batch, _freeze(batch, self._spill, self._frozen)):
                 cid = conn.id
                 del quiet[cid]
                 self.connections[cid] = frozen
@@ -1131,6 +1147,31 @@ class TcpAnalyzer:
             conns[i] = None
         self.connections = []
         self._spill.close()
+        return out
+
+    def drain_store(self, app_of=None, first_frames=None):
+        """Like :meth:`drain_records` for an analyzer made with ``store=True``: the records
+        in id order in a :class:`dissect.store.RecordStore` (on disk but for its last
+        batch), each given ``app_of(id)`` as its ``app`` when ``app_of`` is given; each
+        record's first frame appended to ``first_frames`` when given."""
+        self._conns.clear()
+        self._quiet.clear()
+        self._dormant.clear()
+        frozen = self._frozen
+        out = _conn_store()
+        conns = self.connections
+        for i in range(len(conns)):
+            c = conns[i]
+            r = frozen.get(c[0]) if type(c) is tuple else c.record()
+            if app_of is not None:
+                r["app"] = app_of(i)
+            if first_frames is not None:
+                first_frames.append(r["first_frame"])
+            out.append(r)
+            conns[i] = None
+        self.connections = []
+        self._spill.close()
+        frozen.close()
         return out
 
 

@@ -15,9 +15,9 @@ cdef class _Turns:
 
 
 cdef class TransportAnalyzer:
-    cdef public bint tag
-    cdef public list record_keys
+    cdef public bint tag, store
+    cdef public object record_keys
     cdef public Py_ssize_t _seen
     cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
     cdef public set _closed
-    cdef public object tcp, udp, app, reasm
+    cdef public object tcp, udp, app, reasm, conn_first

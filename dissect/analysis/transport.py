@@ -7,6 +7,7 @@ UDP flows are ``"udp/N"`` in order of first appearance (strings, so the two neve
 
 from __future__ import annotations
 
+from array import array
 
 import dissect.tuples as _tuples
 from dissect.analysis.flows import UdpFlows
@@ -15,6 +16,7 @@ from dissect.analysis.tcp import TcpAnalyzer
 from dissect.columns.segment import TcpSegment, UdpDatagram
 from dissect.engine import Verdict
 from dissect.engine import optional as _optional
+from dissect.store import RecordKeys
 
 # Request/response turns kept per connection of no known application protocol (the
 # exchanges of a plain TCP protocol; past this, the connection's later turns are counted,
@@ -73,14 +75,17 @@ class TransportAnalyzer:
     orders the records of all workers as one pass would have emitted them, and
     :meth:`finish` leaves the capture-level post-processing to whoever merges."""
 
-    def __init__(self, app: bool = True, tag: bool = False):
+    def __init__(self, app: bool = True, tag: bool = False, store: bool = False):
         self.tag = tag
-        self.record_keys: list = []
+        self.store = store
+        self.conn_first = None
+        # with ``store``, the keys as columns (RecordKeys) and the records on disk
+        self.record_keys = RecordKeys() if store else []
         self._seen = 0
         self._rfirst: dict = {}     # conn -> frame of its first reassembly push
         self._tfirst: dict = {}     # conn -> merge clock of its first application event
         self._ufirst: dict = {}     # UDP flow id -> its first datagram given to the app
-        self.tcp = TcpAnalyzer()
+        self.tcp = TcpAnalyzer(store=store)
         self.udp = UdpFlows()
         self.app = None
         self.reasm = None
@@ -93,6 +98,9 @@ class TransportAnalyzer:
             if Dispatcher is not None:
                 self.app = Dispatcher()
                 self.reasm = Reassembler()
+                if store:
+                    from dissect.store import RecordStore
+                    self.app.records = RecordStore(prefix="dissect-apprec-")
 
     def feed(self, t) -> Verdict:
         if type(t) is TcpSegment:
@@ -198,6 +206,8 @@ class TransportAnalyzer:
                 self.app.on_close(conn, None)
                 if self.tag:
                     self._tag(clock)
+        if self.store:
+            return self._finish_store()
         conns = self.tcp.drain_records()
         for f in self.udp.flows:
             r = f.record()
@@ -206,31 +216,72 @@ class TransportAnalyzer:
         if self.app is not None:
             records = self.app.finish()
             protos = getattr(self.app, "protocols", {}) or {}
-            exchanges = []
-            for conn in sorted(self._turns):
-                if protos.get(conn) is None:
-                    exchanges += exchange_records(conn, self._turns[conn])
-            exchanges.sort(key=lambda r: r["request_frame"])
+            exchanges = self._exchanges(protos)
             for c in conns:
                 c["app"] = protos.get(c["id"])
             if self.tag:
-                # records of the dispatcher's own finish: per connection, TCP ones (in
-                # order of the connection's first application event) before UDP ones
-                for r in records[self._seen:]:
-                    c = r.get("conn")
-                    if type(c) is int and c in self._tfirst:
-                        self.record_keys.append((2, self._tfirst[c]))
-                    elif c in self._ufirst:
-                        self.record_keys.append((3, self._ufirst[c]))
-                    else:
-                        self.record_keys.append((4, 0))
-                self._seen = len(records)
-                # exchanges last, in request order (so the merge sorts them the same way)
+                self._tag_finish(records, exchanges)
                 records += exchanges
-                self.record_keys += [(5, r["request_frame"]) for r in exchanges]
-                self._seen = len(records)
                 return conns, records
             records += exchanges
             from dissect.analysis.post import postprocess
             records = postprocess(conns, records)
         return conns, records
+
+    def _exchanges(self, protos) -> list:
+        exchanges = []
+        for conn in sorted(self._turns):
+            if protos.get(conn) is None:
+                exchanges += exchange_records(conn, self._turns[conn])
+        exchanges.sort(key=lambda r: r["request_frame"])
+        return exchanges
+
+    def _finish_store(self):
+        """finish() of an analyzer made with ``store``: the connection and application
+        records in :class:`dissect.store.RecordStore` s (on disk but for a last batch each),
+        except when FTP data connections must be linked (that needs every record at once:
+        then lists, as without ``store``)."""
+        protos = getattr(self.app, "protocols", None) or {}
+        ff = array("q")
+        conns = self.tcp.drain_store(protos.get if self.app is not None else None, ff)
+        # (first frame of each connection record in order, how many are TCP): what a
+        # split run's merge numbers connections by without reading the records
+        self.conn_first = (ff, len(ff))
+        for f in self.udp.flows:
+            r = f.record()
+            r["id"] = udp_id(f.id)
+            r["app"] = protos.get(r["id"]) if self.app is not None else None
+            ff.append(r["first_frame"])
+            conns.append(r)
+        if self.app is None:
+            from dissect.store import RecordStore
+            return conns, RecordStore()
+        records = self.app.finish()
+        exchanges = self._exchanges(protos)
+        if self.tag:
+            self._tag_finish(records, exchanges)
+        records += exchanges
+        if not self.tag and "ftp-expect" in records.types:
+            from dissect.analysis.post import postprocess
+            lconns = conns.to_list()
+            return lconns, postprocess(lconns, records.to_list())
+        return conns, records
+
+    def _tag_finish(self, records, exchanges) -> None:
+        """Merge keys of the records the dispatcher's finish made, and of ``exchanges``
+        (to be appended next)."""
+        # records of the dispatcher's own finish: per connection, TCP ones (in
+        # order of the connection's first application event) before UDP ones
+        seen = records.iter_from(self._seen) if self.store else records[self._seen:]
+        for r in seen:
+            c = r.get("conn")
+            if type(c) is int and c in self._tfirst:
+                self.record_keys.append((2, self._tfirst[c]))
+            elif c in self._ufirst:
+                self.record_keys.append((3, self._ufirst[c]))
+            else:
+                self.record_keys.append((4, 0))
+        self._seen = len(records)
+        # exchanges last, in request order (so the merge sorts them the same way)
+        self.record_keys += [(5, r["request_frame"]) for r in exchanges]
+        self._seen = len(records) + len(exchanges)

@@ -1,0 +1,243 @@
+"""Records kept on disk while a run goes on, read back one batch at a time.
+
+A :class:`RecordStore` is an append-only list of records (dicts) whose full batches are
+pickled into a :class:`~dissect.spill.Spill` (the kernel's page cache, not the process's
+own memory); only the batch being filled stays in memory. Iterating reads the batches
+back in order, so a consumer that keeps nothing of a record (an observer,
+:mod:`dissect.analysis.observe`) goes over every record of a capture without the process
+holding them all. :meth:`RecordStore.get` reads one record by position (the batch it is in
+is kept, with a few others, for the next reads).
+
+A store can also be opened on the batches another process wrote to a file
+(:meth:`RecordStore.from_file`, the workers of a split run): :meth:`RecordStore.write_to`
+writes each batch's pickled bytes with its length in front, without unpickling them.
+
+``wrap``/``unwrap`` turn a batch into what is pickled and back (TCP connection records
+pickle as tuples of their values: :func:`dissect.analysis.tcp.wrap_records`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from array import array
+
+from dissect.spill import Spill
+
+# Records per pickled batch: large enough that pickling is cheap per record, small enough
+# that the batch being filled (and the few read back) stay small.
+BATCH = 512
+# Batches read back by get() kept unpickled.
+CACHED = 4
+
+_LEN = struct.Struct("<Q")
+
+
+def _same(x):
+    return x
+
+
+class FileBlobs:
+    """Blobs at (offset, length) of an open file (a worker's result file)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def get(self, ref) -> bytes:
+        off, n = ref
+        data = os.pread(self.fd, n, off)
+        if len(data) != n:
+            raise OSError(f"record file cut short: {len(data)} of {n} bytes at offset {off}")
+        return data
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:   # at interpreter exit the os module may already be gone
+            pass
+
+
+class RecordStore:
+    def __init__(self, wrap=None, unwrap=None, batch: int | None = None,
+                 prefix: str = "dissect-rec-"):
+        self._wrap = wrap or _same
+        self._unwrap = unwrap or _same
+        self._batch = batch or BATCH
+        self._prefix = prefix
+        self._src = None            # a Spill, or FileBlobs for a store read from a file
+        self._refs: list = []       # per stored batch: (reference, first position, count)
+        self._tail: list = []       # the batch being filled
+        self._n = 0                 # records in stored batches
+        self._cache: dict = {}      # batch index -> its records (get)
+        self.types: set = set()     # the record types appended (their "type")
+
+    # ------------------------------------------------------------------ writing
+    def append(self, r) -> None:
+        t = self._tail
+        t.append(r)
+        self.types.add(r.get("type"))
+        if len(t) >= self._batch:
+            self.flush()
+
+    def extend(self, items) -> None:
+        for r in items:
+            self.append(r)
+
+    def __iadd__(self, items):
+        self.extend(items)
+        return self
+
+    def flush(self) -> None:
+        """Put the batch being filled on disk (a no-op when it is empty)."""
+        t = self._tail
+        if not t:
+            return
+        if self._src is None:
+            self._src = Spill(self._prefix)
+        blob = pickle.dumps(self._wrap(t), pickle.HIGHEST_PROTOCOL)
+        self._refs.append((self._src.put(blob), self._n, len(t)))
+        self._n += len(t)
+        self._tail = []
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return self._n + len(self._tail)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def _load(self, k: int) -> list:
+        return self._unwrap(pickle.loads(self._src.get(self._refs[k][0])))
+
+    def __iter__(self):
+        for k in range(len(self._refs)):
+            yield from self._load(k)
+        yield from self._tail
+
+    def iter_from(self, pos: int):
+        """The records from position ``pos`` on."""
+        if pos >= self._n:
+            yield from self._tail[pos - self._n:]
+            return
+        for k, (_ref, first, count) in enumerate(self._refs):
+            if first + count <= pos:
+                continue
+            batch = self._load(k)
+            yield from (batch[pos - first:] if pos > first else batch)
+        yield from self._tail
+
+    def get(self, pos: int):
+        """The record at position ``pos``."""
+        if pos >= self._n:
+            return self._tail[pos - self._n]
+        k = self._find(pos)
+        batch = self._cache.get(k)
+        if batch is None:
+            if len(self._cache) >= CACHED:
+                self._cache.pop(next(iter(self._cache)))
+            batch = self._cache[k] = self._load(k)
+        return batch[pos - self._refs[k][1]]
+
+    def _find(self, pos: int) -> int:
+        lo, hi = 0, len(self._refs) - 1
+        refs = self._refs
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if refs[mid][1] <= pos:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def to_list(self) -> list:
+        return list(self)
+
+    # ------------------------------------------------------------------ hand-over
+    def write_to(self, f) -> int:
+        """Write every batch (the one being filled too) to the binary file ``f`` as
+        (8-byte length, pickled batch) items; the number of records written."""
+        self.flush()
+        for ref, _first, _count in self._refs:
+            blob = self._src.get(ref)
+            f.write(_LEN.pack(len(blob)))
+            f.write(blob)
+        return self._n
+
+    @classmethod
+    def from_file(cls, blobs: "FileBlobs", offset: int, counts: list, wrap=None,
+                  unwrap=None) -> tuple["RecordStore", int]:
+        """A store reading the batches :meth:`write_to` wrote at ``offset`` of the file
+        ``blobs`` reads (``counts``: records per batch); and the offset after them. Several
+        stores may read one file; it is closed when the last of them is gone."""
+        st = cls(wrap, unwrap)
+        st.types.add(None)      # not known: whoever asks must look
+        st._src = blobs
+        off = offset
+        for k in range(len(counts)):
+            n = _LEN.unpack(blobs.get((off, 8)))[0]
+            st._refs.append(((off + 8, n), st._n, counts[k]))
+            st._n += counts[k]
+            off += 8 + n
+        return st, off
+
+    def counts(self) -> list:
+        """Records per stored batch (after :meth:`flush`)."""
+        return [c for _r, _f, c in self._refs]
+
+    def close(self) -> None:
+        """Drop the file behind the store (the store is empty afterwards)."""
+        src, self._src = self._src, None
+        if type(src) is Spill:
+            src.close()     # a shared file closes when its last reader is gone
+        self._refs, self._tail, self._n, self._cache = [], [], 0, {}
+
+    def __reduce__(self):
+        # a store crossing a process boundary (dask) goes as its records
+        return (_from_list, (self.to_list(), self._wrap, self._unwrap))
+
+
+def _from_list(items, wrap, unwrap) -> RecordStore:
+    st = RecordStore(wrap, unwrap)
+    st.extend(items)
+    return st
+
+
+class RecordKeys:
+    """The merge keys of a split run's application records (dissect.parallel), as three
+    columns instead of a tuple per record: a key ``(phase, x)``, ``x`` a number or a pair
+    of numbers, is kept as ``(phase, a, b)``, which sorts the same way."""
+
+    def __init__(self):
+        self.phase = array("b")
+        self.a = array("q")
+        self.b = array("q")
+
+    def append(self, key) -> None:
+        phase, x = key
+        if type(x) is tuple:
+            a, b = x
+        else:
+            a, b = x, 0
+        self.phase.append(phase)
+        self.a.append(a)
+        self.b.append(b)
+
+    def extend(self, keys) -> None:
+        for k in keys:
+            self.append(k)
+
+    def __iadd__(self, keys):
+        self.extend(keys)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.phase)
+
+    def __getitem__(self, i: int) -> tuple:
+        return (self.phase[i], self.a[i], self.b[i])
