@@ -1,5 +1,7 @@
 """Retry chains, their backoff model, and circuit breakers, from an analysed capture
-(sans-I/O: it reads the engine's Result and the SYN segments collected while streaming).
+(sans-I/O): :class:`RetryObserver` is shown the run's connection and application records
+once (:mod:`dissect.analysis.observe`) and keeps a small tuple of what it reads of each;
+the SYN segments and retransmissions collected while streaming come from the Result.
 
 Chains (``{"type": "retry", ...}``):
 
@@ -26,6 +28,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
+
+from dissect.analysis.observe import Observer
+from dissect.analysis.observe import run as run_observer
 
 # A request repeated later than this after a failure is a new request, not a retry.
 RETRY_WINDOW_S = 120.0
@@ -40,6 +46,9 @@ MIN_BREAKER_CALLS = 5
 RETRYABLE = {408, 429, 500, 502, 503, 504}
 NON_IDEMPOTENT = {"POST", "PATCH"}
 IDEMPOTENCY_HEADERS = {"idempotency-key", "x-idempotency-key", "x-request-id"}
+# The first value of each of those headers is what a request keeps of its headers.
+_IDEM_NAMES = tuple(sorted(IDEMPOTENCY_HEADERS))
+_IDEM_INDEX = {h: i for i, h in enumerate(_IDEM_NAMES)}
 
 
 # ----------------------------------------------------------------------------- models
@@ -130,6 +139,178 @@ def classify(iv: list[float]) -> dict:
     return out | {"model": "irregular", "confidence": conf}
 
 
+# ----------------------------------------------------------------------------- projections
+#
+# The chains and breakers are computed from small tuples, not from the records: the
+# observer (RetryObserver) takes each record's tuple as the pass shows it, and the list
+# functions below (syn_chains, http_chains, ...) take the same tuples from their lists, so
+# both share one implementation. Strings that repeat across records (addresses, methods,
+# hosts, paths, rcodes) are interned so that the tuples do not keep one copy per record.
+
+def _s(v):
+    """``v`` interned when it is a string (addresses, names), else ``v`` itself."""
+    return sys.intern(v) if type(v) is str else v
+
+
+def _new_key(key: tuple) -> tuple:
+    """A group key to keep: its strings interned (made once per group, not per record)."""
+    return tuple([_s(v) for v in key])
+
+
+def _group(groups: dict, key: tuple, item: tuple) -> None:
+    g = groups.get(key)
+    if g is None:
+        groups[_new_key(key)] = [item]
+    else:
+        g.append(item)
+
+
+# The endpoints of a record whose connection is not known: what `{}` gave as a connection.
+_NO_ENDS = (None, "None:None")
+_CONNECTED = "connected"
+_OUTCOMES = {"REJ": "refused", "S0": "unanswered", "RSTOS0": "unanswered",
+             "SH": "unanswered"}
+
+
+def _ends(c) -> tuple:
+    """(client ip, "server ip:port") of a connection record, as chains name them."""
+    cl, sv = c.get("client") or {}, c.get("server") or {}
+    return (cl.get("ip"), f"{sv.get('ip')}:{sv.get('port')}")
+
+
+def _endpoint_map(conns: list) -> dict:
+    return {c["id"]: _ends(c) for c in conns}
+
+
+def _tcp_conn(c, canon: dict) -> tuple:
+    """(endpoints, start ts, first frame, outcome) of a TCP connection record; the
+    endpoints tuple is shared by every connection between the same client and server
+    (``canon``: (client ip, server ip, server port) -> endpoints)."""
+    cip, sv = c["client"]["ip"], c["server"]
+    sip, sport = sv["ip"], sv["port"]
+    e = canon.get((cip, sip, sport))
+    if e is None:
+        cip, sip = _s(cip), _s(sip)
+        e = canon[(cip, sip, sport)] = (cip, sys.intern(f"{sip}:{sport}"))
+    return (e, c["start_ts"], c["first_frame"], _OUTCOMES.get(c.get("state"), _CONNECTED))
+
+
+def _tcp_map(conns: list) -> dict:
+    canon: dict = {}
+    return {c["id"]: _tcp_conn(c, canon) for c in conns if c["proto"] == "tcp"}
+
+
+def _syn_groups(syns: list) -> dict:
+    groups: dict = {}
+    for s in syns:
+        groups.setdefault(s[2:], []).append(s)
+    return groups
+
+
+def _syn_again(groups: dict) -> set:
+    """The 4-tuples that sent a SYN more than once (their connections are looked at)."""
+    return {k[:4] for k, g in groups.items() if len(g) >= 2}
+
+
+def _syn_answered(c, again: set):
+    """The 4-tuple (strings interned) of a TCP connection record of ``again`` that was
+    answered, else None."""
+    cl, sv = c["client"], c["server"]
+    k = (cl["ip"], cl["port"], sv["ip"], sv["port"])
+    if k in again and (c.get("handshake") or {}).get("syn_ack"):
+        return _new_key(k)
+    return None
+
+
+def _rto_groups(retrans: list) -> dict:
+    groups: dict = {}
+    for conn, seq, plen, frame, ts, ofr, ots in retrans:
+        groups.setdefault((conn, seq), []).append((frame, ts, ofr, ots, plen))
+    return groups
+
+
+def _rto_need(groups: dict) -> set:
+    """The connections of segments retransmitted twice or more (the ones chains name)."""
+    return {conn for (conn, _seq), g in groups.items() if len(g) >= 2}
+
+
+def _rto_ends(c) -> tuple:
+    """("client ip:port", "server ip:port") of a connection record, for RTO chains."""
+    cl, sv = c.get("client") or {}, c.get("server") or {}
+    return (f"{cl.get('ip')}:{cl.get('port')}", f"{sv.get('ip')}:{sv.get('port')}")
+
+
+def _http_item(r) -> tuple:
+    """What chains and breakers read of an HTTP record: (request ts, request frame,
+    status, retry-after, response ts, the first value of each idempotency header or
+    None)."""
+    idem = None
+    for k, v in r.get("request_headers") or ():
+        lk = k.lower()
+        if lk in _IDEM_INDEX:
+            if idem is None:
+                idem = [None] * len(_IDEM_NAMES)
+            i = _IDEM_INDEX[lk]
+            if idem[i] is None:
+                idem[i] = v
+    return (r.get("request_ts"), r.get("request_frame"), r.get("status"), r.get("retry_after"),
+            r.get("response_ts"), None if idem is None else tuple(idem))
+
+
+def _add_http(groups: dict, r, e: tuple, item: tuple) -> None:
+    """An HTTP request that can be retried (``item``: its _http_item), grouped by what a
+    retry repeats."""
+    if r.get("method") and item[0] is not None:
+        _group(groups, (e, r.get("method"), r.get("host"), r.get("target"),
+                        r.get("request_body_sha256")), item)
+
+
+def _http_run(items: list) -> list:
+    """Request dicts of what _http_chain reads, rebuilt from the tuples of one chain."""
+    out = []
+    for ts, frame, st, ra, rts, idem in items:
+        hs = [] if idem is None else [(h, v) for h, v in zip(_IDEM_NAMES, idem)
+                                      if v is not None]
+        out.append({"request_frame": frame, "request_ts": ts, "status": st,
+                    "retry_after": ra, "response_ts": rts, "request_headers": hs})
+    return out
+
+
+def _add_dns(groups: dict, r) -> None:
+    """A DNS query: (ts, frame, outcome, answered, retransmission) by connection, name, type
+    and id."""
+    if not r.get("query_frame") or r.get("query_ts") is None:
+        return
+    answered = bool(r.get("response_frame"))
+    _group(groups, (r.get("conn"), r.get("qname"), r.get("qtype"), r.get("id")),
+           (r.get("query_ts"), r["query_frame"], _s(r.get("rcode")) if answered else
+            "no response", answered, bool(r.get("retransmission"))))
+
+
+def _add_grpc(groups: dict, prev: list, r, e: tuple) -> None:
+    """A gRPC call (ts, frame, outcome, failed) by endpoints and path; a call that
+    announces earlier attempts is listed in ``prev`` too."""
+    path, ts = r.get("path"), r.get("request_ts")
+    frame = (r.get("frames") or [None])[0]
+    outcome = _s(r.get("grpc_status_name") or r.get("grpc_status"))
+    if ts is not None:
+        _group(groups, (e, path), (ts, frame, outcome, r.get("grpc_status") in (None, 4, 8, 14)))
+    n = r.get("previous_rpc_attempts")
+    if n:
+        prev.append((_s(path), frame, ts, outcome, n))
+
+
+def _add_smtp(groups: dict, r, e: tuple) -> None:
+    """An SMTP transaction (ts, frame, reply code, failed) by endpoints and envelope."""
+    ts = r.get("reply_ts")
+    if ts is None:
+        return
+    code = r.get("reply_code")
+    key = f"MAIL FROM {r.get('mail_from')} TO {','.join(r.get('rcpt_to') or [])}"
+    _group(groups, (e, key), (ts, (r.get("frames") or [None])[0], code,
+                              code is None or 400 <= code < 500))
+
+
 # ----------------------------------------------------------------------------- chains
 
 def _intervals(attempts):
@@ -150,50 +331,35 @@ def _chain(kind, client, server, key, attempts, succeeded, **extra) -> dict:
     return rec
 
 
-def syn_chains(syns: list, conns: list) -> list:
-    """``syns``: (frame, ts, src, sport, dst, dport, seq) of SYNs without ACK."""
-    groups: dict = {}
-    for s in syns:
-        groups.setdefault(s[2:], []).append(s)
-    # the answered connections of the 4-tuples that sent a SYN more than once (the last
-    # of each 4-tuple, as in conns order)
-    again = {k[:4] for k, g in groups.items() if len(g) >= 2}
-    answered = {}
-    if again:
-        for c in conns:
-            if c["proto"] != "tcp":
-                continue
-            cl, sv = c["client"], c["server"]
-            k = (cl["ip"], cl["port"], sv["ip"], sv["port"])
-            if k in again and (c.get("handshake") or {}).get("syn_ack"):
-                answered[k] = c
+def _syn_out(groups: dict, answered) -> list:
     out = []
     for (src, sport, dst, dport, _seq), g in groups.items():
         if len(g) < 2:
             continue
-        c = answered.get((src, sport, dst, dport))
+        ok = (src, sport, dst, dport) in answered
         attempts = [{"frame": f, "ts": ts, "outcome": "no answer"} for f, ts, *_ in g]
-        if c is not None:
+        if ok:
             attempts[-1]["outcome"] = "answered"
-        out.append(_chain("syn", f"{src}:{sport}", f"{dst}:{dport}", "SYN", attempts,
-                          c is not None))
+        out.append(_chain("syn", f"{src}:{sport}", f"{dst}:{dport}", "SYN", attempts, ok))
     return out
 
 
-_OUTCOMES = {"REJ": "refused", "S0": "unanswered", "RSTOS0": "unanswered",
-             "SH": "unanswered"}
+def syn_chains(syns: list, conns: list) -> list:
+    """``syns``: (frame, ts, src, sport, dst, dport, seq) of SYNs without ACK."""
+    groups = _syn_groups(syns)
+    # the 4-tuples that sent a SYN more than once and that a connection of conns answered
+    again = _syn_again(groups)
+    answered = set()
+    if again:
+        for c in conns:
+            if c["proto"] == "tcp":
+                k = _syn_answered(c, again)
+                if k is not None:
+                    answered.add(k)
+    return _syn_out(groups, answered)
 
 
-def _conn_outcome(c) -> str:
-    return _OUTCOMES.get(c.get("state"), "connected")
-
-
-def rto_chains(retrans: list, conns: list) -> list:
-    """The same data segment retransmitted again and again (at least twice)."""
-    cmap = {c["id"]: c for c in conns}
-    groups: dict = {}
-    for conn, seq, plen, frame, ts, ofr, ots in retrans:
-        groups.setdefault((conn, seq), []).append((frame, ts, ofr, ots, plen))
+def _rto_out(groups: dict, ends: dict) -> list:
     out = []
     for (conn, seq), g in groups.items():
         if len(g) < 2:
@@ -210,34 +376,46 @@ def rto_chains(retrans: list, conns: list) -> list:
             attempts.append({"frame": f, "ts": ts, "outcome": "retransmission"})
         if len(attempts) < 3:
             continue
-        c = cmap.get(conn) or {}
-        cl, sv = c.get("client") or {}, c.get("server") or {}
-        out.append(_chain("rto", f"{cl.get('ip')}:{cl.get('port')}",
-                          f"{sv.get('ip')}:{sv.get('port')}", f"conn {conn} seq {seq} len {g[0][4]}",
+        client, server = ends.get(conn) or _rto_ends({})
+        out.append(_chain("rto", client, server, f"conn {conn} seq {seq} len {g[0][4]}",
                           attempts, True))
     return out
 
 
-def reconnect_chains(conns: list) -> list:
+def rto_chains(retrans: list, conns: list) -> list:
+    """The same data segment retransmitted again and again (at least twice)."""
+    groups = _rto_groups(retrans)
+    need = _rto_need(groups)
+    return _rto_out(groups, {c["id"]: _rto_ends(c) for c in conns if c["id"] in need})
+
+
+def _reconnect_out(tcp: dict) -> list:
+    """``tcp``: connection id -> _tcp_conn tuple, in the connections' order."""
     by: dict = {}
-    for c in sorted((c for c in conns if c["proto"] == "tcp"), key=lambda c: c["start_ts"]):
-        by.setdefault((c["client"]["ip"], c["server"]["ip"], c["server"]["port"]), []).append(c)
+    for e, ts, frame, o in sorted(tcp.values(), key=_start_ts):
+        by.setdefault(e, []).append((ts, frame, o))
     out = []
-    for (cip, sip, sport), cs in by.items():
+    for (cip, server), cs in by.items():
         run = []
-        for c in cs:
-            o = _conn_outcome(c)
-            if run and c["start_ts"] - run[-1]["ts"] > RETRY_WINDOW_S:
+        for ts, frame, o in cs:
+            if run and ts - run[-1]["ts"] > RETRY_WINDOW_S:
                 run = []
-            run.append({"frame": c["first_frame"], "ts": c["start_ts"], "outcome": o})
-            if o == "connected":
+            run.append({"frame": frame, "ts": ts, "outcome": o})
+            if o == _CONNECTED:
                 if len(run) >= 2:
-                    out.append(_chain("tcp-reconnect", cip, f"{sip}:{sport}", "connect",
-                                      run, True))
+                    out.append(_chain("tcp-reconnect", cip, server, "connect", run, True))
                 run = []
         if len(run) >= 2:
-            out.append(_chain("tcp-reconnect", cip, f"{sip}:{sport}", "connect", run, False))
+            out.append(_chain("tcp-reconnect", cip, server, "connect", run, False))
     return out
+
+
+def _start_ts(t: tuple):
+    return t[1]
+
+
+def reconnect_chains(conns: list) -> list:
+    return _reconnect_out(_tcp_map(conns))
 
 
 def _hdr(r, name):
@@ -247,35 +425,43 @@ def _hdr(r, name):
     return None
 
 
-def http_chains(records: list, conns: list) -> list:
-    cmap = {c["id"]: c for c in conns}
-    groups: dict = {}
-    for r in records:
-        if r.get("type") != "http" or not r.get("method") or r.get("request_ts") is None:
-            continue
-        c = cmap.get(r.get("conn")) or {}
-        client = (c.get("client") or {}).get("ip")
-        server = f"{(c.get('server') or {}).get('ip')}:{(c.get('server') or {}).get('port')}"
-        key = (client, server, r.get("method"), r.get("host"), r.get("target"),
-               r.get("request_body_sha256"))
-        groups.setdefault(key, []).append(r)
+def _http_out(groups: dict) -> list:
     out = []
-    for (client, server, method, host, target, _digest), rs in groups.items():
-        rs.sort(key=lambda r: r.get("request_ts") or 0)
+    for ((client, server), method, host, target, _digest), rs in groups.items():
+        rs.sort(key=_ts_or_0)
         run: list = []
-        for r in rs:
-            st = r.get("status")
+        for it in rs:
+            st = it[2]
             failed = st is None or st in RETRYABLE
-            if run and (r["request_ts"] - run[-1]["request_ts"] > RETRY_WINDOW_S):
+            if run and (it[0] - run[-1][0] > RETRY_WINDOW_S):
                 run = []
-            run.append(r)
+            run.append(it)
             if not failed:
                 if len(run) >= 2:
-                    out.append(_http_chain(client, server, method, host, target, run, True))
+                    out.append(_http_chain(client, server, method, host, target,
+                                           _http_run(run), True))
                 run = []
         if len(run) >= 2:
-            out.append(_http_chain(client, server, method, host, target, run, False))
+            out.append(_http_chain(client, server, method, host, target, _http_run(run),
+                                   False))
     return out
+
+
+def _ts_or_0(t: tuple):
+    return t[0] or 0
+
+
+def _ts(t: tuple):
+    return t[0]
+
+
+def http_chains(records: list, conns: list) -> list:
+    ends = _endpoint_map(conns)
+    groups: dict = {}
+    for r in records:
+        if r.get("type") == "http":
+            _add_http(groups, r, ends.get(r.get("conn")) or _NO_ENDS, _http_item(r))
+    return _http_out(groups)
 
 
 def _http_chain(client, server, method, host, target, run, ok) -> dict:
@@ -315,82 +501,76 @@ def _http_chain(client, server, method, host, target, run, ok) -> dict:
     return rec
 
 
-def dns_chains(records: list) -> list:
-    groups: dict = {}
-    for r in records:
-        if r.get("type") != "dns" or not r.get("query_frame") or r.get("query_ts") is None:
-            continue
-        groups.setdefault((r.get("conn"), r.get("qname"), r.get("qtype"), r.get("id")),
-                          []).append(r)
+def _dns_out(groups: dict) -> list:
     out = []
     for (conn, qname, qtype, _id), rs in groups.items():
-        if len(rs) < 2 or not any(r.get("retransmission") for r in rs):
+        if len(rs) < 2 or not any(it[4] for it in rs):
             continue
-        rs.sort(key=lambda r: r.get("query_ts") or 0)
-        attempts = [{"frame": r["query_frame"], "ts": r.get("query_ts"),
-                     "outcome": r.get("rcode") if r.get("response_frame") else "no response"}
-                    for r in rs]
-        ok = any(r.get("response_frame") for r in rs)
+        rs.sort(key=_ts_or_0)
+        attempts = [{"frame": frame, "ts": ts, "outcome": o} for ts, frame, o, _a, _r in rs]
+        ok = any(it[3] for it in rs)
         out.append(_chain("dns", str(conn), str(conn), f"{qname} {qtype}", attempts, ok))
     return out
 
 
-def _generic(kind, items, key_of, ts_of, frame_of, outcome_of, failed_of, conns) -> list:
-    """Chains of the same request repeated after failures (gRPC calls, SMTP transactions)."""
-    if not items:
-        return []
-    cmap = {c["id"]: c for c in conns}
+def dns_chains(records: list) -> list:
     groups: dict = {}
-    for r in items:
-        if ts_of(r) is None:
-            continue
-        c = cmap.get(r.get("conn")) or {}
-        client = (c.get("client") or {}).get("ip")
-        server = f"{(c.get('server') or {}).get('ip')}:{(c.get('server') or {}).get('port')}"
-        groups.setdefault((client, server, key_of(r)), []).append(r)
+    for r in records:
+        if r.get("type") == "dns":
+            _add_dns(groups, r)
+    return _dns_out(groups)
+
+
+def _generic(kind, groups: dict) -> list:
+    """Chains of the same request repeated after failures (gRPC calls, SMTP transactions):
+    ``groups``: ((client, server), key) -> [(ts, frame, outcome, failed)]."""
     out = []
-    for (client, server, key), rs in groups.items():
-        rs.sort(key=ts_of)
+    for ((client, server), key), rs in groups.items():
+        rs.sort(key=_ts)
         run: list = []
-        for r in rs:
-            if run and ts_of(r) - ts_of(run[-1]) > RETRY_WINDOW_S:
+        for it in rs:
+            if run and it[0] - run[-1][0] > RETRY_WINDOW_S:
                 run = []
-            run.append(r)
-            if not failed_of(r):
+            run.append(it)
+            if not it[3]:
                 if len(run) >= 2:
                     out.append((client, server, key, run, True))
                 run = []
         if len(run) >= 2:
             out.append((client, server, key, run, False))
-    return [_chain(kind, cl, sv, k, [{"frame": frame_of(r), "ts": ts_of(r),
-                                      "outcome": outcome_of(r)} for r in run], ok)
+    return [_chain(kind, cl, sv, k, [{"frame": frame, "ts": ts, "outcome": o}
+                                     for ts, frame, o, _f in run], ok)
             for cl, sv, k, run, ok in out]
 
 
-def grpc_chains(records, conns) -> list:
-    calls = [r for r in records if r.get("type") == "grpc"]
-    chains = _generic("grpc", calls, lambda r: r.get("path"), lambda r: r.get("request_ts"),
-                      lambda r: (r.get("frames") or [None])[0],
-                      lambda r: r.get("grpc_status_name") or r.get("grpc_status"),
-                      lambda r: r.get("grpc_status") in (None, 4, 8, 14), conns)
+def _grpc_out(groups: dict, prev: list) -> list:
+    chains = _generic("grpc", groups)
     # a client that announces grpc-previous-rpc-attempts is retrying even without failures seen
-    for r in calls:
-        if (r.get("previous_rpc_attempts") or 0) and not any(
-                c["key"] == r.get("path") for c in chains):
-            chains.append(_chain("grpc", None, None, r.get("path"), [
-                {"frame": (r.get("frames") or [None])[0], "ts": r.get("request_ts"),
-                 "outcome": r.get("grpc_status_name") or r.get("grpc_status")}], True,
-                previous_rpc_attempts=r.get("previous_rpc_attempts")))
+    for path, frame, ts, outcome, n in prev:
+        if not any(c["key"] == path for c in chains):
+            chains.append(_chain("grpc", None, None, path, [
+                {"frame": frame, "ts": ts, "outcome": outcome}], True,
+                previous_rpc_attempts=n))
     return chains
 
 
+def grpc_chains(records, conns) -> list:
+    ends = _endpoint_map(conns)
+    groups: dict = {}
+    prev: list = []
+    for r in records:
+        if r.get("type") == "grpc":
+            _add_grpc(groups, prev, r, ends.get(r.get("conn")) or _NO_ENDS)
+    return _grpc_out(groups, prev)
+
+
 def smtp_chains(records, conns) -> list:
-    envs = [r for r in records if r.get("type") == "smtp-envelope"]
-    return _generic("smtp", envs,
-                    lambda r: f"MAIL FROM {r.get('mail_from')} TO {','.join(r.get('rcpt_to') or [])}",
-                    lambda r: r.get("reply_ts"), lambda r: (r.get("frames") or [None])[0],
-                    lambda r: r.get("reply_code"),
-                    lambda r: r.get("reply_code") is None or 400 <= r["reply_code"] < 500, conns)
+    ends = _endpoint_map(conns)
+    groups: dict = {}
+    for r in records:
+        if r.get("type") == "smtp-envelope":
+            _add_smtp(groups, r, ends.get(r.get("conn")) or _NO_ENDS)
+    return _generic("smtp", groups)
 
 
 def storms(chains: list) -> list:
@@ -423,34 +603,28 @@ def storms(chains: list) -> list:
 
 # ----------------------------------------------------------------------------- breakers
 
-def _calls(records, conns):
-    """Per (client ip, server endpoint): calls in time order with success/failure."""
-    http_by_conn: dict = {}
-    for r in records:
-        if r.get("type") == "http":
-            http_by_conn.setdefault(r.get("conn"), []).append(r)
+def _calls(tcp: dict, http_calls: dict) -> dict:
+    """Per (client ip, server endpoint): calls (ts, frame, ok), each TCP connection's in
+    the connections' order: its HTTP calls (``http_calls``: connection id -> _http_item
+    tuples), or the connection itself when it failed and carried none."""
     calls: dict = {}
-    for c in conns:
-        if c["proto"] != "tcp":
-            continue
-        key = (c["client"]["ip"], f"{c['server']['ip']}:{c['server']['port']}")
-        hs = http_by_conn.get(c["id"])
+    for cid, (e, ts, frame, o) in tcp.items():
+        hs = http_calls.get(cid)
         if hs:
-            for r in hs:
-                st = r.get("status")
-                calls.setdefault(key, []).append(
-                    (r.get("request_ts"), r.get("request_frame"),
-                     st is not None and st < 500 and st != 429))
-        else:
-            o = _conn_outcome(c)
-            if o != "connected":
-                calls.setdefault(key, []).append((c["start_ts"], c["first_frame"], False))
+            calls.setdefault(e, []).extend([(h[0], h[1], _ok(h[2])) for h in hs])
+        elif o != _CONNECTED:
+            calls.setdefault(e, []).append((ts, frame, False))
     return calls
 
 
-def breakers(records: list, conns: list) -> list:
+def _ok(st) -> bool:
+    """An HTTP call a breaker counts as a success: answered, not 5xx nor 429."""
+    return st is not None and st < 500 and st != 429
+
+
+def _breakers(calls: dict) -> list:
     out = []
-    for (client, server), cs in _calls(records, conns).items():
+    for (client, server), cs in calls.items():
         cs = sorted(x for x in cs if x[0] is not None)
         if len(cs) < MIN_BREAKER_CALLS:
             continue
@@ -487,16 +661,101 @@ def breakers(records: list, conns: list) -> list:
     return out
 
 
+def breakers(records: list, conns: list) -> list:
+    http_calls: dict = {}
+    for r in records:
+        if r.get("type") == "http":
+            http_calls.setdefault(r.get("conn"), []).append(_http_item(r))
+    return _breakers(_calls(_tcp_map(conns), http_calls))
+
+
+# ----------------------------------------------------------------------------- observer
+
+class RetryObserver(Observer):
+    """Every retry chain, storm and breaker of a run (what :func:`detect` returns), from
+    one pass over its records. ``syns``: the SYNs to chain, ``res.syns`` when None.
+
+    Kept per TCP connection: its _tcp_conn tuple (the endpoints tuple in it shared by all
+    connections between one client and one server), ~190 bytes with the id; per HTTP
+    record on a TCP connection its _http_item tuple (~270 bytes with the dict and list
+    slots that hold it, in the chains' groups and the connection's breaker calls); per DNS
+    query, gRPC call and SMTP transaction a tuple of four or five scalars. Of UDP flows
+    nothing: the records that HTTP, gRPC and SMTP chains name endpoints for come from TCP
+    streams only (UDP carries DNS and the datagram protocols, whose chains name none)."""
+
+    def __init__(self, syns: list | None = None):
+        self.syns = syns
+
+    def start(self, res) -> None:
+        syns = self.syns if self.syns is not None else getattr(res, "syns", None)
+        self._syn = _syn_groups(syns or [])
+        self._again = _syn_again(self._syn)
+        self._answered = set()
+        # RTO chains name the connections of segments retransmitted twice or more: only
+        # those connections' endpoints are kept (the segments are grouped again at the end)
+        self._rto_need = _rto_need(_rto_groups(getattr(res, "retrans", [])))
+        self._rto_ends = {}
+        self._canon = {}
+        self._tcp = {}            # connection id -> _tcp_conn tuple
+        self._http = {}           # _add_http groups
+        self._http_calls = {}     # connection id -> [_http_item tuple]
+        self._dns = {}
+        self._grpc = {}
+        self._grpc_prev = []
+        self._smtp = {}
+
+    def conn(self, c: dict) -> None:
+        cid = c["id"]
+        if cid in self._rto_need:
+            self._rto_ends[cid] = _rto_ends(c)
+        if c["proto"] != "tcp":
+            return
+        if self._again:
+            k = _syn_answered(c, self._again)
+            if k is not None:
+                self._answered.add(k)
+        self._tcp[cid] = _tcp_conn(c, self._canon)
+
+    def record(self, r: dict) -> None:
+        t = r.get("type")
+        if t == "http":
+            cid = r.get("conn")
+            tc = self._tcp.get(cid)
+            it = _http_item(r)
+            if tc is None:
+                _add_http(self._http, r, _NO_ENDS, it)
+                return
+            # the same tuple serves the chains and the connection's breaker calls
+            hs = self._http_calls.get(cid)
+            if hs is None:
+                self._http_calls[cid] = [it]
+            else:
+                hs.append(it)
+            _add_http(self._http, r, tc[0], it)
+        elif t == "dns":
+            _add_dns(self._dns, r)
+        elif t == "grpc":
+            tc = self._tcp.get(r.get("conn"))
+            _add_grpc(self._grpc, self._grpc_prev, r, _NO_ENDS if tc is None else tc[0])
+        elif t == "smtp-envelope":
+            tc = self._tcp.get(r.get("conn"))
+            _add_smtp(self._smtp, r, _NO_ENDS if tc is None else tc[0])
+
+    def finish(self, res) -> list[dict]:
+        rto = _rto_groups(getattr(res, "retrans", []))
+        chains = _syn_out(self._syn, self._answered) + _rto_out(rto, self._rto_ends) + \
+            _reconnect_out(self._tcp) + _http_out(self._http) + _dns_out(self._dns) + \
+            _grpc_out(self._grpc, self._grpc_prev) + _generic("smtp", self._smtp)
+        chains.sort(key=_first_ts)
+        return chains + storms(chains) + _breakers(_calls(self._tcp, self._http_calls))
+
+
+def _first_ts(c: dict):
+    return c["attempts"][0]["ts"] or 0
+
+
 def detect(res, syns: list | None = None) -> list[dict]:
-    conns, recs = res.connections, res.records
-    if syns is None:
-        syns = getattr(res, "syns", None)
-    chains = syn_chains(syns or [], conns) + rto_chains(getattr(res, "retrans", []), conns) + \
-        reconnect_chains(conns) + \
-        http_chains(recs, conns) + dns_chains(recs) + grpc_chains(recs, conns) + \
-        smtp_chains(recs, conns)
-    chains.sort(key=lambda c: c["attempts"][0]["ts"] or 0)
-    return chains + storms(chains) + breakers(recs, conns)
+    return run_observer(res, RetryObserver(syns))
 
 
 def detect_path(path: str) -> list[dict]:

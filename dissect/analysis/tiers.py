@@ -14,6 +14,10 @@ A user request at the edge is the edge client's retries of one request (the same
 server, method, target and body, repeated within the retry window after a failure) or a
 single request. Plain TCP turns carry no outcome, so each is its own user request.
 
+The analysis is an observer of the run's records (:class:`CascadeObserver`): during the
+pass it keeps, per transaction, a tuple of the few fields it uses, and builds the
+transactions, their links and the trees at the end.
+
 A circuit breaker inside a tier shows from both sides of it: the tier answers failures
 without any call below (short-circuited) after its calls below failed; its next call below
 is the half-open probe, which closes the breaker or opens it again.
@@ -42,6 +46,11 @@ Records (JSON Lines)::
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from hashlib import sha256
+from operator import attrgetter
+from sys import intern
+
+from dissect.analysis import observe
 
 # a downstream request may start/end this much outside its upstream one (clock of one
 # capture point: only the capture's own timestamps matter)
@@ -52,97 +61,188 @@ CLOCK_SLACK_CONFIDENCE = 0.8
 
 
 class _Tx:
-    __slots__ = ("rec", "client", "server", "start", "end", "children", "parents", "proto",
-                 "method", "target", "status", "failed", "frame")
+    __slots__ = ("body", "children", "client", "end", "failed", "frame", "host", "method",
+                 "parents", "proto", "server", "start", "status", "target")
 
-    def __init__(self, rec, client, server, proto="http"):
-        self.rec = rec
+    def __init__(self, rec, client, server, proto="http", fields=None, host=None):
+        """A transaction of record ``rec``, or (``rec`` None) of ``fields``, the projection
+        :func:`_fields` made of its record during the pass. ``host`` is the server's
+        address without the port (worked out from ``server`` when not given)."""
+        if fields is None:
+            fields = _fields(rec, proto)
         self.client = client
         self.server = server
+        self.host = server.rsplit(":", 1)[0] if host is None else host
         self.proto = proto
-        self.start = rec.get("request_ts")
-        self.end = rec.get("response_end_ts") or rec.get("response_ts") or self.start
+        self.start, self.end, self.frame, a, b, c, self.body, _, _, _ = fields
         self.children: list = []
         self.parents: list = []
-        self.frame = rec.get("request_frame") or (rec.get("frames") or [None])[0]
         if proto == "grpc":
-            self.method, self.target = "gRPC", rec.get("path")
-            code = rec.get("grpc_status")
-            self.status = rec.get("grpc_status_name") or code
+            # a: path, b: grpc_status, c: grpc_status_name
+            self.method, self.target = "gRPC", a
+            self.status = c or b
             # OK, and errors of the caller's own making, are not failures of the callee
-            self.failed = code is None or code not in (0, 3, 5, 6, 7, 9, 11, 12, 16)
+            self.failed = b is None or b not in (0, 3, 5, 6, 7, 9, 11, 12, 16)
         elif proto == "tcp":
-            self.method, self.target = "TCP", f"{rec.get('request_bytes')} B request"
-            self.status = (f"{rec.get('response_bytes')} B response"
-                           if rec.get("response_frame") is not None else None)
-            self.failed = rec.get("response_frame") is None
+            # a: request_bytes, b: response_bytes, c: whether there was a response
+            self.method, self.target = "TCP", f"{a} B request"
+            self.status = f"{b} B response" if c else None
+            self.failed = not c
         else:
-            self.method, self.target = rec.get("method"), rec.get("target")
-            self.status = rec.get("status")
-            st = self.status
-            self.failed = not isinstance(st, int) or st >= 500 or st == 429
+            # a: method, b: target (an HTTP/2 stream's path), c: status
+            self.method, self.target, self.status = a, b, c
+            self.failed = not isinstance(c, int) or c >= 500 or c == 429
+
+
+def _i(s):
+    """``s`` interned when it is a string: methods, targets, statuses repeat across records,
+    and a projection must not keep one copy per record alive."""
+    return intern(s) if type(s) is str else s
+
+
+def _fields(r: dict, proto: str, conn=None, stream=None) -> tuple:
+    """What a transaction keeps of its record: ``(start, end, frame, a, b, c, body, proto,
+    conn, stream)``, scalars but for the last two, where ``a, b, c`` depend on ``proto`` (see
+    :class:`_Tx`), ``body`` is what tells the same request's retries apart
+    (:func:`_group_retries`), and ``conn``, ``stream`` are the pass' own (what it keeps
+    of the record's connection; an HTTP/2 stream's ``(conn, stream_id)``)."""
+    start = r.get("request_ts")
+    end = r.get("response_end_ts") or r.get("response_ts") or start
+    frame = r.get("request_frame") or (r.get("frames") or [None])[0]
+    if proto == "grpc":
+        # the request messages' data, hashed: each may be up to 64 KiB, and only equality
+        # matters
+        data = tuple(m.get("data") for m in r.get("messages") or ()
+                     if m.get("direction") == "request")
+        body = sha256(repr(data).encode()).digest() if data else None
+        return (start, end, frame, _i(r.get("path")), r.get("grpc_status"),
+                _i(r.get("grpc_status_name")), body, proto, conn, stream)
+    if proto == "tcp":
+        return (start, end, frame, r.get("request_bytes"), r.get("response_bytes"),
+                r.get("response_frame") is not None, None, proto, conn, stream)
+    # the bulk of the records: _i inlined
+    method = r.get("method")
+    if type(method) is str:
+        method = intern(method)
+    target = r.get("path") if proto == "http2" else r.get("target")
+    if type(target) is str:
+        target = intern(target)
+    status = r.get("status")
+    if type(status) is str:
+        status = intern(status)
+    body = r.get("request_body_sha256")
+    if type(body) is str:
+        body = intern(body)
+    return (start, end, frame, method, target, status, body, proto, conn, stream)
+
+
+# the application records that are transactions, and their ``proto``
+_PROTOS = {"http": "http", "grpc": "grpc", "http2": "http2", "tcp-exchange": "tcp"}
+
+
+class TransactionsObserver(observe.Observer):
+    """Every request/response of the capture (see :func:`_transactions`), kept as
+    projections during the pass and made :class:`_Tx` objects at the end.
+
+    Per TCP connection: ``(client address, server ip:port, server address)``, interned.
+    Per transaction record: :func:`_fields`' tuple of it, which holds its connection's
+    tuple; per gRPC record also its ``(conn, stream_id)``, because an HTTP/2 stream that
+    carried a gRPC call is that call, whichever of the two records comes first."""
+
+    def __init__(self):
+        self._conns: dict = {}
+        self._grpc: set = set()
+        self._txs: list = []
+
+    def conn(self, c):
+        # the four record kinds ride on TCP only: UDP flows cannot be their connection
+        if c.get("proto") == "udp":
+            return
+        s = c["server"]
+        ip = s["ip"]
+        self._conns[c["id"]] = (intern(c["client"]["ip"]), intern(f"{ip}:{s['port']}"),
+                                intern(ip))
+
+    def record(self, r):
+        proto = _PROTOS.get(r.get("type"))
+        if proto is None:
+            return
+        conn = r.get("conn")
+        stream = None
+        if proto == "grpc":
+            self._grpc.add((conn, r.get("stream_id")))
+        elif proto == "http2":
+            stream = (conn, r.get("stream_id"))
+        if r.get("request_ts") is None:
+            return
+        cs = self._conns.get(conn)
+        if cs is not None:
+            self._txs.append(_fields(r, proto, cs, stream))
+
+    def finish(self, res):
+        return self._build(False)
+
+    def _build(self, linked_only: bool) -> list[_Tx]:
+        """The transactions; with ``linked_only``, none at all when no server of one is the
+        client of another, as then :func:`link` could link nothing."""
+        grpc, out = self._grpc, []
+        txs = [p for p in self._txs if p[9] is None or p[9] not in grpc]
+        self._conns, self._grpc, self._txs = {}, set(), []
+        if linked_only and {p[8][0] for p in txs}.isdisjoint({p[8][2] for p in txs}):
+            return out
+        for p in txs:
+            client, server, host = p[8]
+            out.append(_Tx(None, client, server, p[7], p, host))
+        return out
 
 
 def _transactions(res) -> list[_Tx]:
     """Every request/response of the capture: HTTP/1.x, HTTP/2 and gRPC streams, and the
     request/response turns of TCP connections of no known protocol."""
-    cmap = {c["id"]: c for c in res.connections}
-    grpc_streams = {(r.get("conn"), r.get("stream_id")) for r in res.records
-                    if r.get("type") == "grpc"}
-    out = []
-    for r in res.records:
-        kind = r.get("type")
-        if kind == "http":
-            proto = "http"
-        elif kind == "grpc":
-            proto = "grpc"
-        elif kind == "http2" and (r.get("conn"), r.get("stream_id")) not in grpc_streams:
-            proto = "http2"
-            r = r | {"target": r.get("path")}
-        elif kind == "tcp-exchange":
-            proto = "tcp"
-        else:
-            continue
-        if r.get("request_ts") is None:
-            continue
-        c = cmap.get(r.get("conn"))
-        if c is None:
-            continue
-        out.append(_Tx(r, c["client"]["ip"], f"{c['server']['ip']}:{c['server']['port']}",
-                       proto))
-    return out
+    return observe.run(res, TransactionsObserver())
 
 
-def link(txs: list[_Tx]) -> None:
+_start = attrgetter("start")
+
+
+def link(txs: list[_Tx]) -> int:
     """Parents of every transaction: upstream requests served on the host that sent it,
     to another service than the one it calls, that enclose it in time. Downstream
     candidates are looked up by start time (sorted, bisected), so a busy host costs
-    O(n log n + links), not every pair."""
+    O(n log n + links), not every pair. Returns how many calls were linked to their one
+    parent (made its children)."""
     by_client: dict = {}
     for t in txs:
-        by_client.setdefault(t.client, []).append(t)
+        lst = by_client.get(t.client)
+        if lst is None:
+            by_client[t.client] = [t]
+        else:
+            lst.append(t)
     starts: dict = {}
     for host, lst in by_client.items():
-        lst.sort(key=lambda x: x.start)
+        lst.sort(key=_start)
         starts[host] = [x.start for x in lst]
     for up in txs:
-        host = up.server.rsplit(":", 1)[0]
+        host = up.host
         lst = by_client.get(host)
         if not lst:
             continue
         st = starts[host]
+        end = up.end + SLACK_S
+        server = up.server
         i = bisect_left(st, up.start - SLACK_S)
-        j = bisect_right(st, up.end + SLACK_S)
+        j = bisect_right(st, end)
         for down in lst[i:j]:
             # a request to the same service is a peer of the upstream one (another
             # client's), not a call it made
-            if down is up or down.server == up.server:
-                continue
-            if down.end <= up.end + SLACK_S:
+            if down is not up and down.server != server and down.end <= end:
                 down.parents.append(up)
+    n = 0
     for t in txs:
         if len(t.parents) == 1:
             t.parents[0].children.append(t)
+            n += 1
+    return n
 
 
 def link_confidence(parent: _Tx, child: _Tx) -> float:
@@ -195,11 +295,7 @@ def _group_retries(roots: list[_Tx]) -> list[list[_Tx]]:
         if t.proto == "tcp":
             groups.append([t])
             continue
-        body = t.rec.get("request_body_sha256")
-        if t.proto == "grpc":
-            body = tuple(m.get("data") for m in t.rec.get("messages") or ()
-                         if m.get("direction") == "request")
-        key = (t.client, t.server, t.proto, t.method, t.target, body)
+        key = (t.client, t.server, t.proto, t.method, t.target, t.body)
         run = by_key.get(key)
         if run and run[-1].failed and t.start - run[-1].start <= RETRY_WINDOW_S:
             run.append(t)
@@ -276,12 +372,23 @@ def _breakers(txs: list[_Tx], calls_to: dict) -> tuple[list[dict], set]:
     return out, short
 
 
+class CascadeObserver(TransactionsObserver):
+    """:func:`cascade_records` as an observer: the transactions' projections during the
+    pass, the trees and breakers at the end."""
+
+    def finish(self, res):
+        return _cascades(self._build(True))
+
+
 def cascade_records(res) -> list[dict]:
     """``cascade`` records (one per user request that caused requests below, or that a
     tier short-circuited), then ``cascade-breaker`` records."""
-    txs = _transactions(res)
-    link(txs)
-    if not any(t.children for t in txs):
+    return observe.run(res, CascadeObserver())
+
+
+def _cascades(txs: list[_Tx]) -> list[dict]:
+    """:func:`cascade_records` of the capture's transactions."""
+    if not link(txs):
         # no call below any other: no tree, no service calling another (so no breaker
         # seen from both sides), nothing to group
         return []
