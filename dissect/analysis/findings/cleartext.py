@@ -46,6 +46,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
+
+from dissect.analysis.observe import Observer, run
 
 # --- masking ----------------------------------------------------------------------------
 
@@ -169,58 +172,48 @@ def classify_suite(suite, version: str | None) -> tuple[str, str] | None:
     return None
 
 
-# --- per protocol ------------------------------------------------------------------------
+# --- per protocol: one record at a time -------------------------------------------------
 
-def _ftp(recs, show):
-    out = []
-    user = None
-    for r in recs:
-        cmd = (r.get("command") or "").upper()
-        if cmd == "USER":
-            user = r
-        if cmd != "PASS":
-            continue
-        name = (user or {}).get("arg")
-        frames = (user or {}).get("frames", []) + r.get("frames", [])
-        ok = r.get("reply_code")
-        outcome = "accepted" if ok == 230 else f"reply {ok}" if ok else "no reply"
-        if name and name.lower() in ("anonymous", "ftp"):
-            out.append(_finding("info", "anonymous-login", r["conn"], frames, "ftp",
-                                f"FTP anonymous login ({outcome})", r.get("arg"), show))
-        else:
-            out.append(_finding("high", "cleartext-password", r["conn"], frames, "ftp",
-                                f"FTP USER {name!s} / PASS sent in cleartext ({outcome})",
-                                r.get("arg"), show))
-        user = None
-    return out
+def _login_user(r) -> tuple:
+    """What a USER command leaves for the PASS after it: (name, frames)."""
+    return r.get("arg"), tuple(r.get("frames") or ())
 
 
-def _pop3(recs, show):
-    out = []
-    user = None
-    for r in recs:
-        cmd = (r.get("command") or "").upper()
-        if cmd == "USER":
-            user = r
-        elif cmd == "PASS":
-            name = (user or {}).get("arg")
-            frames = (user or {}).get("frames", []) + r.get("frames", [])
-            out.append(_finding("high", "cleartext-password", r["conn"], frames, "pop3",
-                                f"POP3 USER {name!s} / PASS sent in cleartext "
-                                f"({r.get('status') or 'no reply'})", r.get("arg"), show))
-            user = None
-        elif cmd == "APOP":
-            parts = (r.get("arg") or "").split()
-            name = parts[0] if parts else None
-            out.append(_finding("medium", "challenge-response-login", r["conn"], r.get("frames"),
-                                "pop3", f"POP3 APOP {name!s}: MD5 digest of the greeting "
-                                "challenge and password, open to offline guessing",
-                                parts[1] if len(parts) > 1 else None, show))
-        elif cmd == "AUTH":
-            out += _sasl(r, "pop3", (r.get("arg") or "").split(" ")[0],
-                         [a for a in (r.get("arg") or "").split(" ")[1:2] if a]
-                         + list(r.get("auth_data") or []), show)
-    return out
+def _ftp(r, user, show) -> dict:
+    """The finding of FTP PASS ``r``; ``user``: the USER before it (:func:`_login_user`)."""
+    name = user[0] if user is not None else None
+    frames = (list(user[1]) if user is not None else []) + r.get("frames", [])
+    ok = r.get("reply_code")
+    outcome = "accepted" if ok == 230 else f"reply {ok}" if ok else "no reply"
+    if name and name.lower() in ("anonymous", "ftp"):
+        return _finding("info", "anonymous-login", r["conn"], frames, "ftp",
+                        f"FTP anonymous login ({outcome})", r.get("arg"), show)
+    return _finding("high", "cleartext-password", r["conn"], frames, "ftp",
+                    f"FTP USER {name!s} / PASS sent in cleartext ({outcome})",
+                    r.get("arg"), show)
+
+
+def _pop3(r, cmd, user, show) -> list:
+    """Findings of POP3 command ``cmd`` (PASS, APOP or AUTH) in ``r``; ``user``: the USER
+    before a PASS (:func:`_login_user`)."""
+    if cmd == "PASS":
+        name = user[0] if user is not None else None
+        frames = (list(user[1]) if user is not None else []) + r.get("frames", [])
+        return [_finding("high", "cleartext-password", r["conn"], frames, "pop3",
+                         f"POP3 USER {name!s} / PASS sent in cleartext "
+                         f"({r.get('status') or 'no reply'})", r.get("arg"), show)]
+    if cmd == "APOP":
+        parts = (r.get("arg") or "").split()
+        name = parts[0] if parts else None
+        return [_finding("medium", "challenge-response-login", r["conn"], r.get("frames"),
+                         "pop3", f"POP3 APOP {name!s}: MD5 digest of the greeting "
+                         "challenge and password, open to offline guessing",
+                         parts[1] if len(parts) > 1 else None, show)]
+    if cmd == "AUTH":
+        return _sasl(r, "pop3", (r.get("arg") or "").split(" ")[0],
+                     [a for a in (r.get("arg") or "").split(" ")[1:2] if a]
+                     + list(r.get("auth_data") or []), show)
+    return []
 
 
 def _sasl(r, proto, mech, data, show) -> list:
@@ -255,32 +248,29 @@ def _sasl(r, proto, mech, data, show) -> list:
     return []
 
 
-def _smtp(recs, show):
-    out = []
-    for r in recs:
-        if r.get("type") != "smtp" or (r.get("command") or "").upper() != "AUTH":
-            continue
-        mech = r.get("auth_mechanism") or (r.get("arg") or "").split(" ")[0]
-        out += _sasl(r, "smtp", mech, list(r.get("auth_data") or []), show)
-    return out
+def _smtp(r, show) -> list:
+    """Findings of SMTP record ``r`` (an AUTH command)."""
+    if (r.get("command") or "").upper() != "AUTH":
+        return []
+    mech = r.get("auth_mechanism") or (r.get("arg") or "").split(" ")[0]
+    return _sasl(r, "smtp", mech, list(r.get("auth_data") or []), show)
 
 
-def _imap(recs, show):
-    out = []
-    for r in recs:
-        cmd = (r.get("command") or "").upper()
-        if cmd == "LOGIN":
-            args = _imap_args(r.get("arg"))
-            user = args[0] if args else None
-            pw = args[1] if len(args) > 1 else None
-            out.append(_finding("high", "cleartext-password", r["conn"], r.get("frames"), "imap",
-                                f"IMAP LOGIN {user!s} sent in cleartext "
-                                f"({r.get('status') or 'no reply'})", pw, show))
-        elif cmd == "AUTHENTICATE":
-            parts = (r.get("arg") or "").split()
-            mech = parts[0] if parts else ""
-            out += _sasl(r, "imap", mech, parts[1:2] + list(r.get("auth_data") or []), show)
-    return out
+def _imap(r, show) -> list:
+    """Findings of IMAP record ``r`` (LOGIN or AUTHENTICATE)."""
+    cmd = (r.get("command") or "").upper()
+    if cmd == "LOGIN":
+        args = _imap_args(r.get("arg"))
+        user = args[0] if args else None
+        pw = args[1] if len(args) > 1 else None
+        return [_finding("high", "cleartext-password", r["conn"], r.get("frames"), "imap",
+                         f"IMAP LOGIN {user!s} sent in cleartext "
+                         f"({r.get('status') or 'no reply'})", pw, show)]
+    if cmd == "AUTHENTICATE":
+        parts = (r.get("arg") or "").split()
+        mech = parts[0] if parts else ""
+        return _sasl(r, "imap", mech, parts[1:2] + list(r.get("auth_data") or []), show)
+    return []
 
 
 def _headers(r) -> list[tuple[str, str]]:
@@ -299,139 +289,271 @@ def _headers(r) -> list[tuple[str, str]]:
 
 # HTTP authentication schemes that send a challenge response, not a reusable secret
 CHALLENGE_SCHEMES = frozenset({"ntlm", "negotiate", "digest"})
+# the HTTP headers that carry credentials or session secrets
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
-def _http(recs, show):
+def _http(r, show) -> list:
+    """Findings of HTTP record ``r``: credentials and cookies in its headers."""
     out = []
-    for r in recs:
-        if r.get("type") != "http":
+    for name, value in _headers(r):
+        if name not in SECRET_HEADERS:
             continue
-        for name, value in _headers(r):
-            value = str(value)
-            if name in ("authorization", "proxy-authorization"):
-                scheme, _, cred = value.partition(" ")
-                if scheme.lower() == "basic":
-                    raw = _text(_b64(cred)) or ""
-                    user, _, pw = raw.partition(":")
-                    out.append(_finding("high", "cleartext-password", r["conn"], r.get("frames"),
-                                        "http", f"HTTP Basic {name} for {user!s}: base64 only, "
-                                        "password readable", pw or cred, show))
-                elif scheme.lower() in CHALLENGE_SCHEMES:
-                    out.append(_finding("medium", "challenge-response-login", r["conn"],
-                                        r.get("frames"), "http",
-                                        f"HTTP {name} {scheme}: challenge-response over plain "
-                                        "HTTP (open to relay/offline guessing)",
-                                        cred.strip() or None, show))
-                else:
-                    out.append(_finding("high", "cleartext-token", r["conn"], r.get("frames"),
-                                        "http", f"HTTP {name} {scheme} token over plain HTTP",
-                                        cred.strip() or value, show))
-            elif name in ("cookie", "set-cookie"):
-                cname, _, cval = value.partition("=")
-                out.append(_finding("medium", "cleartext-cookie", r["conn"], r.get("frames"),
-                                    "http", f"HTTP {name} {cname.strip()!s} over plain HTTP",
-                                    cval.split(";")[0].strip(), show))
-    return out
-
-
-def _starttls(conns_recs, types_of: dict | None = None) -> list:
-    """Servers that offered STARTTLS to a client that then went on in cleartext
-    (``types_of``: each connection's record types, when known)."""
-    out = []
-    for cid, recs in conns_recs.items():
-        types = types_of[cid] if types_of is not None else {r.get("type") for r in recs}
-        if "smtp" in types:
-            offered = [r for r in recs if r.get("type") == "smtp"
-                       and any(str(e).upper().split(" ")[0] == "STARTTLS"
-                               for e in r.get("extensions") or [])]
-            used = any(r.get("type") == "smtp-starttls" or
-                       (r.get("type") == "smtp" and (r.get("command") or "").upper() == "STARTTLS")
-                       for r in recs)
-            later = [r for r in recs if r.get("type") == "smtp" and r.get("command")
-                     and offered and r.get("request_frame", 0) > offered[0].get("request_frame", 0)]
-            if offered and not used and later:
-                cmds = ", ".join(sorted({r["command"] for r in later}))
-                out.append(_finding("medium", "starttls-not-used", cid,
-                                    offered[0].get("frames"), "smtp",
-                                    "server offered STARTTLS in its EHLO reply; the client went "
-                                    f"on in cleartext ({cmds})"))
-        if "imap" in types or "imap-session" in types:
-            caps = " ".join(str(x) for r in recs for x in (
-                r.get("greeting"), r.get("capabilities"), r.get("status_text")) if x).upper()
-            used = any((r.get("command") or "").upper() == "STARTTLS" for r in recs)
-            if re.search(r"\bSTARTTLS\b", caps) and not used and \
-                    any(r.get("type") == "imap" and r.get("command") for r in recs):
-                fr = [f for r in recs if r.get("type") == "imap-session"
-                      for f in r.get("frames") or []]
-                out.append(_finding("medium", "starttls-not-used", cid, fr[:1], "imap",
-                                    "server advertised STARTTLS; the client went on in cleartext"))
-        if "pop3" in types:
-            caps = [r for r in recs if (r.get("command") or "").upper() == "CAPA"
-                    and any(str(x).upper().strip() == "STLS" for x in r.get("capabilities") or
-                            r.get("data_lines") or [])]
-            used = any((r.get("command") or "").upper() == "STLS" for r in recs)
-            if caps and not used:
-                out.append(_finding("medium", "starttls-not-used", cid, caps[0].get("frames"),
-                                    "pop3", "server offered STLS in CAPA; the client went on "
-                                    "in cleartext"))
+        value = str(value)
+        if name in ("authorization", "proxy-authorization"):
+            scheme, _, cred = value.partition(" ")
+            if scheme.lower() == "basic":
+                raw = _text(_b64(cred)) or ""
+                user, _, pw = raw.partition(":")
+                out.append(_finding("high", "cleartext-password", r["conn"], r.get("frames"),
+                                    "http", f"HTTP Basic {name} for {user!s}: base64 only, "
+                                    "password readable", pw or cred, show))
+            elif scheme.lower() in CHALLENGE_SCHEMES:
+                out.append(_finding("medium", "challenge-response-login", r["conn"],
+                                    r.get("frames"), "http",
+                                    f"HTTP {name} {scheme}: challenge-response over plain "
+                                    "HTTP (open to relay/offline guessing)",
+                                    cred.strip() or None, show))
+            else:
+                out.append(_finding("high", "cleartext-token", r["conn"], r.get("frames"),
+                                    "http", f"HTTP {name} {scheme} token over plain HTTP",
+                                    cred.strip() or value, show))
+        else:
+            cname, _, cval = value.partition("=")
+            out.append(_finding("medium", "cleartext-cookie", r["conn"], r.get("frames"),
+                                "http", f"HTTP {name} {cname.strip()!s} over plain HTTP",
+                                cval.split(";")[0].strip(), show))
     return out
 
 
 TLS_TYPES = ("tls", "tls-handshake", "tls-session")
 
 
-def _tls(recs) -> list:
+def _tls(r) -> list:
+    """Findings of TLS record ``r``: a weak version or cipher suite."""
     out = []
-    for r in recs:
-        if r.get("type") not in TLS_TYPES:
-            continue
-        ver = normalise_version(r.get("version") or r.get("negotiated_version"))
-        frames = r.get("frames")
-        if ver in WEAK_VERSIONS:
-            out.append(_finding(WEAK_VERSIONS[ver], "weak-tls-version", r["conn"], frames, "tls",
-                                f"{ver} negotiated (TLS 1.2 or later is current practice, "
-                                "RFC 8996)"))
-        suite = r.get("cipher_suite") if r.get("cipher_suite") is not None else r.get("cipher")
-        got = classify_suite(suite, ver)
-        if got is not None:
-            name = WEAK_SUITE_CODES.get(suite, suite) if isinstance(suite, int) else suite
-            out.append(_finding(got[0], "weak-cipher-suite", r["conn"], frames, "tls",
-                                f"cipher suite {name}: {got[1]}"))
+    ver = normalise_version(r.get("version") or r.get("negotiated_version"))
+    frames = r.get("frames")
+    if ver in WEAK_VERSIONS:
+        out.append(_finding(WEAK_VERSIONS[ver], "weak-tls-version", r["conn"], frames, "tls",
+                            f"{ver} negotiated (TLS 1.2 or later is current practice, "
+                            "RFC 8996)"))
+    suite = r.get("cipher_suite") if r.get("cipher_suite") is not None else r.get("cipher")
+    got = classify_suite(suite, ver)
+    if got is not None:
+        name = WEAK_SUITE_CODES.get(suite, suite) if isinstance(suite, int) else suite
+        out.append(_finding(got[0], "weak-cipher-suite", r["conn"], frames, "tls",
+                            f"cipher suite {name}: {got[1]}"))
     return out
+
+
+def _ftp_data(r) -> dict:
+    dc = r.get("data_conn", r.get("conn"))
+    what = " ".join(str(x) for x in (r.get("command"), r.get("arg")) if x) or "a transfer"
+    return _finding("medium", "cleartext-file-transfer", dc, r.get("frames"), "ftp-data",
+                    f"FTP data connection for {what} carries the content in cleartext "
+                    f"(control connection {r.get('control_conn')})")
+
+
+# --- STARTTLS offered, not used ----------------------------------------------------------
+
+_STARTTLS_WORD = re.compile(r"\bSTARTTLS\b")
+
+
+def _offers_starttls(r) -> bool:
+    """An SMTP record whose EHLO reply lists the STARTTLS extension."""
+    return any(str(e).upper().split(" ")[0] == "STARTTLS" for e in r.get("extensions") or [])
+
+
+def _offers_stls(r) -> bool:
+    """A POP3 CAPA record whose reply lists STLS."""
+    return any(str(x).upper().strip() == "STLS"
+               for x in r.get("capabilities") or r.get("data_lines") or [])
+
+
+def _starttls(cid, c) -> list:
+    """Servers that offered STARTTLS to a client that then went on in cleartext, from the
+    facts kept for connection ``cid`` (a :class:`_Conn`)."""
+    out = []
+    if c.smtp_offer is not None and not c.smtp_used and c.smtp_commands:
+        frames, offer_frame = c.smtp_offer
+        later = sorted(cmd for cmd, f in c.smtp_commands.items() if f > offer_frame)
+        if later:
+            out.append(_finding("medium", "starttls-not-used", cid, frames, "smtp",
+                                "server offered STARTTLS in its EHLO reply; the client went "
+                                f"on in cleartext ({', '.join(later)})"))
+    if c.imap_caps and not c.starttls and c.imap_command:
+        out.append(_finding("medium", "starttls-not-used", cid, c.imap_frame, "imap",
+                            "server advertised STARTTLS; the client went on in cleartext"))
+    if c.pop3 and c.pop3_capa is not None and not c.stls:
+        out.append(_finding("medium", "starttls-not-used", cid, c.pop3_capa, "pop3",
+                            "server offered STLS in CAPA; the client went on in cleartext"))
+    return out
+
+
+# --- the pass ---------------------------------------------------------------------------
+
+# a connection's findings are listed protocol by protocol, in this order
+_FTP, _POP3, _IMAP, _SMTP, _HTTP, _TLS = range(6)
+
+
+class _Conn:
+    """What is kept of one connection that has a finding or a STARTTLS fact: its findings
+    (with their protocol's place, see ``_FTP``...), the USER waiting for its PASS, and the
+    STARTTLS facts (``smtp_offer``: frames and request frame of the first EHLO reply
+    offering it; ``smtp_commands``: each SMTP command's last request frame; the first
+    IMAP session frame, the frames of the first CAPA offering STLS...)."""
+
+    __slots__ = ("found", "ftp_user", "pop3_user", "pop3", "smtp_offer", "smtp_used",
+                 "smtp_commands", "imap_caps", "imap_command", "imap_frame", "starttls",
+                 "pop3_capa", "stls")
+
+    def __init__(self):
+        self.found = self.ftp_user = self.pop3_user = self.smtp_offer = None
+        self.smtp_commands = self.imap_frame = self.pop3_capa = None
+        self.pop3 = self.smtp_used = self.imap_caps = self.imap_command = False
+        self.starttls = self.stls = False
+
+
+def _place(f: tuple) -> int:
+    return f[0]
+
+
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+def _severity_first_frame(f: dict) -> tuple:
+    return _SEVERITY_ORDER[f["severity"]], f["frames"][0] if f["frames"] else 0
+
+
+class CleartextObserver(Observer):
+    """The findings of :func:`cleartext_findings` from one pass.
+
+    Each record is read as it comes: its findings are made at once (secrets masked unless
+    ``show_secrets``), and only connections that get a finding or a fact the STARTTLS check
+    needs (an offer, a command, a capability) keep anything. Findings of one connection are
+    listed together, connections in the order they got their first finding or fact (the
+    order the whole-result version listed connections in: by first record; the two differ
+    only in the order of two findings of equal severity and first frame on different
+    connections), then the STARTTLS findings, then the FTP data connections."""
+
+    def __init__(self, show_secrets: bool = False):
+        self.show = show_secrets
+        self._conns: dict = {}      # conn id -> _Conn, in the order they got one
+        self._data: list = []       # cleartext-file-transfer findings, in record order
+
+    def _conn(self, cid) -> _Conn:
+        c = self._conns.get(cid)
+        if c is None:
+            c = self._conns[cid] = _Conn()
+        return c
+
+    def _add(self, cid, place: int, found: list) -> None:
+        c = self._conn(cid)
+        if c.found is None:
+            c.found = []
+        c.found += [(place, f) for f in found]
+
+    def record(self, r: dict) -> None:
+        t = r.get("type")
+        cid = r.get("conn")
+        show = self.show
+        cmd = r.get("command")
+        if t == "http":
+            found = _http(r, show)
+            if found:
+                self._add(cid, _HTTP, found)
+        elif t in TLS_TYPES:
+            found = _tls(r)
+            if found:
+                self._add(cid, _TLS, found)
+        elif t == "ftp":
+            up = (cmd or "").upper()
+            if up == "USER":
+                self._conn(cid).ftp_user = _login_user(r)
+            elif up == "PASS":
+                c = self._conn(cid)
+                self._add(cid, _FTP, [_ftp(r, c.ftp_user, show)])
+                c.ftp_user = None
+        elif t == "pop3":
+            c = self._conn(cid)
+            c.pop3 = True
+            up = (cmd or "").upper()
+            if up == "USER":
+                c.pop3_user = _login_user(r)
+            elif up in ("PASS", "APOP", "AUTH"):
+                found = _pop3(r, up, c.pop3_user, show)
+                if found:
+                    self._add(cid, _POP3, found)
+                if up == "PASS":
+                    c.pop3_user = None
+        elif t == "imap":
+            found = _imap(r, show)
+            if found:
+                self._add(cid, _IMAP, found)
+            if cmd:
+                self._conn(cid).imap_command = True
+        elif t == "smtp":
+            self._smtp(r, cid, cmd)
+        elif t == "smtp-starttls":
+            self._conn(cid).smtp_used = True
+        elif t == "imap-session":
+            fr = r.get("frames")
+            if fr:
+                c = self._conn(cid)
+                if c.imap_frame is None:
+                    c.imap_frame = [fr[0]]
+        elif t == "ftp-data":
+            self._data.append(_ftp_data(r))
+        # what any record of a connection tells the STARTTLS checks
+        if cmd:
+            up = cmd.upper()
+            if up == "STARTTLS":
+                self._conn(cid).starttls = True
+            elif up == "STLS":
+                self._conn(cid).stls = True
+            elif up == "CAPA" and _offers_stls(r):
+                c = self._conn(cid)
+                if c.pop3_capa is None:
+                    c.pop3_capa = tuple(r.get("frames") or ())
+        g, caps, st = r.get("greeting"), r.get("capabilities"), r.get("status_text")
+        if g or caps or st:
+            if any(x and _STARTTLS_WORD.search(str(x).upper()) for x in (g, caps, st)):
+                self._conn(cid).imap_caps = True
+
+    def _smtp(self, r, cid, cmd) -> None:
+        found = _smtp(r, self.show)
+        if found:
+            self._add(cid, _SMTP, found)
+        if not cmd and not r.get("extensions"):
+            return
+        c = self._conn(cid)
+        if c.smtp_offer is None and _offers_starttls(r):
+            c.smtp_offer = (tuple(r.get("frames") or ()), r.get("request_frame", 0))
+        if cmd:
+            if cmd.upper() == "STARTTLS":
+                c.smtp_used = True
+            f = r.get("request_frame", 0)
+            if f is not None:
+                if c.smtp_commands is None:
+                    c.smtp_commands = {}
+                cmd = sys.intern(cmd) if type(cmd) is str else cmd
+                last = c.smtp_commands.get(cmd)
+                if last is None or f > last:
+                    c.smtp_commands[cmd] = f
+
+    def finish(self, res) -> list[dict]:
+        out: list[dict] = []
+        for c in self._conns.values():
+            if c.found:
+                out += [f for _p, f in sorted(c.found, key=_place)]
+        for cid, c in self._conns.items():
+            out += _starttls(cid, c)
+        out += self._data
+        out.sort(key=_severity_first_frame)
+        return out
 
 
 def cleartext_findings(result, show_secrets: bool = False) -> list[dict]:
     """Findings for ``result`` (``.connections`` and ``.records``), most severe first."""
-    by_conn: dict = {}
-    for r in result.records:
-        by_conn.setdefault(r.get("conn"), []).append(r)
-    out: list[dict] = []
-    types_of: dict = {}
-    for cid, recs in by_conn.items():
-        # each look below finds nothing in a connection without its record type (most
-        # connections have one type: asking every look cost most of this function)
-        types = types_of[cid] = {r.get("type") for r in recs}
-        if "ftp" in types:
-            out += _ftp([r for r in recs if r.get("type") == "ftp"], show_secrets)
-        if "pop3" in types:
-            out += _pop3([r for r in recs if r.get("type") == "pop3"], show_secrets)
-        if "imap" in types:
-            out += _imap([r for r in recs if r.get("type") == "imap"], show_secrets)
-        if "smtp" in types:
-            out += _smtp(recs, show_secrets)
-        if "http" in types:
-            out += _http(recs, show_secrets)
-        if not types.isdisjoint(TLS_TYPES):
-            out += _tls(recs)
-    out += _starttls(by_conn, types_of)
-    for r in result.records:
-        if r.get("type") == "ftp-data":
-            dc = r.get("data_conn", r.get("conn"))
-            what = " ".join(str(x) for x in (r.get("command"), r.get("arg")) if x) or "a transfer"
-            out.append(_finding("medium", "cleartext-file-transfer", dc,
-                                r.get("frames"), "ftp-data",
-                                f"FTP data connection for {what} carries the content in "
-                                f"cleartext (control connection {r.get('control_conn')})"))
-    order = {"high": 0, "medium": 1, "low": 2, "info": 3}
-    out.sort(key=lambda f: (order[f["severity"]], f["frames"][0] if f["frames"] else 0))
-    return out
+    return run(result, CleartextObserver(show_secrets))
