@@ -134,6 +134,7 @@ class Engine:
 
     def _run(self, progress) -> Result:
         res = Result(self.path)
+        res.syns = SynColumns()
         transport = new_transport(self.tcp, self.app, store=self.stream)
         reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet
         res.info = reader.info
@@ -166,9 +167,9 @@ class Engine:
         for frame, name in warnings:
             res.summary.anomaly(name, frame)
         unsupported_error(res, self.path)
+        res.syns = repeated_syns(res.syns)
         if transport is not None:
             res.connections, res.records = transport.finish()
-            res.syns = repeated_syns(res.syns)
             if self.stream and type(res.records) is not list:
                 res.streamed = True
             else:
@@ -176,7 +177,47 @@ class Engine:
         return res
 
 
-def repeated_syns(syns: list) -> list:
+class SynColumns:
+    """The SYN list of a run while it goes on, as columns (about 40 bytes a SYN instead of
+    a 7-tuple's 150): appended with the tuples ``analyse_frames`` makes and read back as
+    them, in order. :func:`repeated_syns` turns it into the (short) list a Result keeps."""
+
+    def __init__(self):
+        from array import array
+        self.frame, self.ts, self.seq = array("q"), array("d"), array("q")
+        self.ports = array("l")         # sport, dport
+        self.addrs = array("l")         # src, dst as indices into _names
+        self._names: list = []
+        self._index: dict = {}
+
+    def _addr(self, a) -> int:
+        i = self._index.get(a)
+        if i is None:
+            i = self._index[a] = len(self._names)
+            self._names.append(a)
+        return i
+
+    def append(self, syn: tuple) -> None:
+        frame, ts, src, sport, dst, dport, seq = syn
+        self.frame.append(frame)
+        self.ts.append(ts)
+        self.seq.append(seq)
+        self.ports.append(sport)
+        self.ports.append(dport)
+        self.addrs.append(self._addr(src))
+        self.addrs.append(self._addr(dst))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __iter__(self):
+        names, ports, addrs = self._names, self.ports, self.addrs
+        for i in range(len(self.frame)):
+            yield (self.frame[i], self.ts[i], names[addrs[2 * i]], ports[2 * i],
+                   names[addrs[2 * i + 1]], ports[2 * i + 1], self.seq[i])
+
+
+def repeated_syns(syns) -> list:
     """The SYNs of ``syns`` whose 4-tuple and sequence number come more than once, in their
     order: a SYN-retry chain is a run of those (dissect.analysis.backoff_chains.syn_chains
     skips the others), and most connections send one SYN, so keeping only these saves
@@ -186,7 +227,7 @@ def repeated_syns(syns: list) -> list:
     for s in syns:
         k = s[2:]
         seen[k] = seen.get(k, 0) + 1
-    return [s for s in syns if seen[s[2:]] > 1]
+    return [s for s in syns if seen[s[2:]] > 1]   # a second pass: SynColumns reads again
 
 
 # Frames between two calls of a progress callback.

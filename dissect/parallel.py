@@ -44,8 +44,8 @@ import dissect.tuples as _tuples
 from dissect.analysis.tcp import unwrap_records, wrap_records
 from dissect.analysis.transport import udp_id
 from dissect.columns.scan import USE_SCAN, pcap_pairs
-from dissect.engine import (Engine, Result, analyse_frames, finish_summary, gc_paused,
-                            new_transport, repeated_syns, unsupported_error)
+from dissect.engine import (Engine, Result, SynColumns, analyse_frames, finish_summary,
+                            gc_paused, new_transport, repeated_syns, unsupported_error)
 from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
@@ -237,6 +237,7 @@ def analyse_shard(paths: list[str], shard: int, nshards: int, tcp: bool = True,
 def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
                    store=False) -> ShardResult:
     res = Result(paths[0])
+    res.syns = SynColumns()
     transport = new_transport(tcp, app, tag=True, store=store)
     out = ShardResult(shard, res)
     on_frame = None
@@ -309,9 +310,9 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
             reader.close()
         out.frames_per_file.append(state[0])
         base += state[0]
+    res.syns = repeated_syns(res.syns)
     if transport is not None:
         res.connections, res.records = transport.finish()
-        res.syns = repeated_syns(res.syns)
         out.record_keys = transport.record_keys
         if isinstance(res.connections, RecordStore):
             out.conn_first = transport.conn_first

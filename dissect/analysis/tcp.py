@@ -641,8 +641,8 @@ class TcpAnalyzer:
         self._spill = Spill("dissect-tcp-")
         self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
         self._quiet: dict = {}          # id -> Connection that is over, not yet dormant
-        # canonical 4-tuple -> (id, and each direction's endpoint, base_set, base_seq) of its
-        # dormant connection
+        # canonical 4-tuple -> (id, 0 when the key's first end sent first else 1, and each
+        # direction's ISN or -1) of its dormant connection
         self._dormant: dict = {}
         self._reuse_hit = False
         self._tmax = 0.0                # the latest timestamp seen
@@ -931,10 +931,13 @@ class TcpAnalyzer:
                 del quiet[cid]
                 self.connections[cid] = frozen
                 del self._conns[conn.key]
-                # what a SYN on these ports needs to know without waking it
+                # what a SYN on these ports needs to know without waking it: which end of
+                # the key sent first, and each direction's ISN (-1: none seen)
                 da, db = conn.d_a, conn.d_b
-                self._dormant[conn.key] = (cid, da.ep, da.base_set, da.base_seq,
-                                           db.ep, db.base_set, db.base_seq)
+                key = conn.key
+                self._dormant[key] = (cid, 0 if da.ep == (key[0], key[1]) else 1,
+                                      da.base_seq if da.base_set else -1,
+                                      db.base_seq if db.base_set else -1)
 
     def _wake(self, key, a, seq: int, flags: int):
         """The dormant connection of ``key`` back as live objects for a segment from ``a``
@@ -945,8 +948,9 @@ class TcpAnalyzer:
             return None
         cid = d[0]
         if flags & (SYN | ACK) == SYN:
-            is_set, base = (d[2], d[3]) if a == d[1] else (d[5], d[6])
-            if is_set and seq != base:
+            first = (key[0], key[1]) if d[1] == 0 else (key[2], key[3])
+            base = d[2] if a == first else d[3]
+            if base >= 0 and seq != base:
                 del self._dormant[key]
                 self._reuse_hit = True
                 return None

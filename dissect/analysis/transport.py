@@ -160,9 +160,7 @@ class TransportAnalyzer:
             # unknown protocol, a failed parser, or a data connection counted elsewhere:
             # stop reassembling it (its buffers are freed now)
             self.reasm.close(conn)
-            self._closed.add(conn)
-            self._fins.pop(conn, None)
-            self._metas.pop(conn, None)
+            self._ended(conn)
             return
         # a connection that is over frees its reassembly buffers now, not at the end of
         # the capture: memory follows the concurrent connections, not all of them
@@ -189,9 +187,18 @@ class TransportAnalyzer:
         for it in self.reasm.close(conn, seg.frame, seg.ts):
             self.app.on_stream(conn, meta, it.direction, it.kind, it.value, it.frame, it.ts)
         self.app.on_close(conn, seg.ts)
+        self._ended(conn)
+
+    def _ended(self, conn) -> None:
+        """A connection whose streams are done with: what was kept for it goes, but the
+        mark that it is closed. Its merge clocks go too: the dispatcher's finish makes no
+        record for a connection it has closed, and they order only those."""
         self._closed.add(conn)
         self._fins.pop(conn, None)
         self._metas.pop(conn, None)
+        if self.tag:
+            self._rfirst.pop(conn, None)
+            self._tfirst.pop(conn, None)
 
     def finish(self) -> tuple[list, list]:
         records: list = []

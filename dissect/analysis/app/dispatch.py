@@ -81,6 +81,20 @@ class _Tcp:
         self.name = None
 
 
+_ENDED: dict = {}
+
+
+def _ended(state: str, name):
+    """The shared connection state of every ended connection with this state and name."""
+    st = _ENDED.get((state, name))
+    if st is None:
+        st = _ENDED[(state, name)] = _Tcp(None)
+        st.items = ()
+        st.heads = st.buffered = None
+        st.state, st.name = state, name
+    return st
+
+
 class AppDispatcher:
     # skip probes that cannot beat the best answer so far (the tests turn it off to compare)
     skip_bounded = True
@@ -135,11 +149,10 @@ class AppDispatcher:
             self._probe(conn, st, final=True)
         if st.state == "parsing":
             self._call(conn, st, "close", ts)
-        st.items = ()
-        st.heads = st.buffered = st.meta = None
-        st.state = "closed" if st.state == "parsing" else st.state
-        # keep the name for the flows table, drop the buffers
-        st.parser = None
+        # keep the state and the name (for wants() and the flows table), drop the rest:
+        # one shared object per (state, name), since a capture has a connection state
+        # per connection it saw, and nothing changes an ended one again
+        self.tcp[conn] = _ended("closed" if st.state == "parsing" else st.state, st.name)
 
     def _probe(self, conn, st, final: bool) -> None:
         meta = st.meta
