@@ -185,15 +185,16 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
     with gc_paused():
         bar = Progress(quiet=quiet)
         try:
+            # text and JSON Lines read the records once (a streamed run: they wait on
+            # disk, not in memory); Parquet's writer reads them several times
             res = run_any(paths, jobs=jobs, engine=engine, scheduler=scheduler, on_line=sink,
-                          progress=bar.update, slowest=_slowest_rows() if fmt == "text" else 0)
+                          progress=bar.update, slowest=_slowest_rows() if fmt == "text" else 0,
+                          stream=fmt != "parquet")
         finally:
             bar.close()
         if fmt == "jsonl":
-            for c in res.connections:
-                out.line(jsonl.dumps(c))
-            for r in res.records:
-                out.line(jsonl.dumps(r))
+            from dissect.engine import finish_stream
+            finish_stream(res, [_JsonlLines(out)])
             out.line(jsonl.dumps(res.summary.to_record() | {"file": ", ".join(files),
                      "error": str(res.error) if res.error else None}))
         elif fmt == "parquet":
@@ -205,6 +206,27 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
                                   sections=_app_sections(res))
             out.line(text)
         _finish(res, out)
+
+
+class _JsonlLines:
+    """Connection and application records as JSON lines, in the run's one pass over them
+    (an observer, dissect.analysis.observe)."""
+
+    def __init__(self, out: Out):
+        from dissect.report.jsonl import dumps
+        self._line, self._dumps = out.line, dumps
+
+    def start(self, res) -> None:
+        pass
+
+    def conn(self, c: dict) -> None:
+        self._line(self._dumps(c))
+
+    def record(self, r: dict) -> None:
+        self._line(self._dumps(r))
+
+    def finish(self, res) -> None:
+        pass
 
 
 def _slowest_rows() -> int:

@@ -88,14 +88,208 @@ def _layer(osi) -> str:
     return s if s.startswith("L") else f"L{s}"
 
 
-def _findings(res) -> list[str]:
-    """Conclusions drawn: the slowest transactions by layer, what was sent in the clear."""
-    out = []
+class _Tables:
+    """The per-protocol tables: per record type its count and first MAX_ROWS records,
+    and the number of conversations (connection records); an observer
+    (dissect.analysis.observe), so it keeps MAX_ROWS records per type at most."""
+
+    def __init__(self):
+        self.by_type: dict = {}
+        self.nconvs = 0
+
+    def start(self, res) -> None:
+        pass
+
+    def conn(self, c: dict) -> None:
+        if c.get("type", "connection") == "connection":
+            self.nconvs += 1
+
+    def record(self, r: dict) -> None:
+        t = r.get("type")
+        e = self.by_type.get(t)
+        if e is None:
+            e = self.by_type[t] = [0, []]
+        e[0] += 1
+        if len(e[1]) < MAX_ROWS:
+            e[1].append(r)
+
+    def finish(self, res):
+        return self
+
+
+class _Guard:
+    """An analysis in the report's one pass: the first exception it raises stops it (and
+    is said in the report instead of its section), not the pass."""
+
+    def __init__(self, name: str, obs):
+        self.name, self.obs, self.error = name, obs, None
+        self._conn, self._record = obs.conn, obs.record
+
+    def _fail(self, e: Exception) -> None:
+        self.error = e
+        self._conn = self._record = _ignore
+
+    def start(self, res) -> None:
+        try:
+            self.obs.start(res)
+        except Exception as e:
+            self._fail(e)
+
+    def conn(self, c) -> None:
+        try:
+            self._conn(c)
+        except Exception as e:
+            self._fail(e)
+
+    def record(self, r) -> None:
+        try:
+            self._record(r)
+        except Exception as e:
+            self._fail(e)
+
+    def finish(self, res):
+        if self.error is not None:
+            return None
+        try:
+            return self.obs.finish(res)
+        except Exception as e:
+            self._fail(e)
+            return None
+
+    def unavailable(self) -> str:
+        e = self.error
+        return f"({self.name} unavailable: {type(e).__name__}: {safe(e)})"
+
+
+def _ignore(_x) -> None:
+    pass
+
+
+def _analyses(res) -> dict:
+    """The report's analyses that are installed, as observers by name."""
+    out: dict = {"tables": _Tables()}
     try:
-        from dissect.analysis.findings.timing import slowest
-        timings = slowest(res, SLOWEST)
+        from dissect.analysis.backoff_chains import RetryObserver
+        out["retry analysis"] = RetryObserver(getattr(res, "syns", None))
     except ImportError:
-        timings = []
+        pass
+    try:
+        from dissect.analysis.tiers import CascadeObserver
+        out["cascade analysis"] = CascadeObserver()
+    except ImportError:
+        pass
+    try:
+        from dissect.analysis.findings.timing import TimingObserver
+        if res.slowest_timings is None or res.slowest_timings[0] < SLOWEST:
+            out["timing"] = TimingObserver(n=SLOWEST)
+    except ImportError:
+        pass
+    try:
+        from dissect.analysis.findings.conversations import ConversationObserver
+        out["conversations"] = ConversationObserver(limit=MAX_ROWS)
+    except ImportError:
+        pass
+    try:
+        from dissect.analysis.findings.cleartext import CleartextObserver
+        out["cleartext findings"] = CleartextObserver()
+    except ImportError:
+        pass
+    return out
+
+
+def sections(res) -> list[str]:
+    """The report's sections after the summary: every analysis in one pass over the
+    records (dissect.engine.finish_stream), so that a streamed run is read once and
+    memory holds what the analyses keep, not the records."""
+    from dissect.engine import finish_stream
+    named = _analyses(res)
+    guards = {k: _Guard(k, o) for k, o in named.items()}
+    results = dict(zip(guards, finish_stream(res, list(guards.values()))))
+    tables = results["tables"]
+    out = []
+    for rtype, title, headers, row in SECTIONS:
+        n, recs = tables.by_type.get(rtype) or (0, [])
+        if not n:
+            continue
+        rows = []
+        for r in recs:
+            try:
+                rows.append([("" if v is None else v) for v in row(r)])
+            except Exception:   # a record of an unexpected shape must not break the report
+                continue
+        text = f"{title}: {n}\n" + table(rows, headers)
+        if n > MAX_ROWS:
+            text += f"\n  ... and {n - MAX_ROWS} more (--format jsonl lists all)"
+        out.append(text)
+    out += _retries(guards.get("retry analysis"), results.get("retry analysis"))
+    out += _cascades(guards.get("cascade analysis"), results.get("cascade analysis"))
+    out += _findings(res, guards, results, tables.nconvs)
+    return out
+
+
+def _retries(guard, recs) -> list[str]:
+    if guard is None:
+        return []
+    if guard.error is not None:     # conclusions must never take the report down
+        return [guard.unavailable()]
+    if not recs:
+        return []
+    try:
+        from dissect.commands.retrychains import render
+    except ImportError:
+        return []
+    return ["Retries and circuit breakers ('dissect retries' for details)\n" +
+            render(recs, limit=MAX_ROWS)]
+
+
+def _cascades(guard, crecs) -> list[str]:
+    if guard is None:
+        return []
+    if guard.error is not None:
+        return [guard.unavailable()]
+    try:
+        from dissect.analysis.tiers import worst_amplification
+        worst = worst_amplification(crecs or [])
+        if worst is None:
+            return []
+        root = worst["root"]
+        line = (f"Cascades ('dissect cascades' for the trees): worst amplification "
+                f"{' -> '.join(map(str, worst['amplification']))} for "
+                f"{safe(root['method'])} {safe(root['target'])} from "
+                f"{safe(root['client'])}; the delay came from tier {worst['delay_tier']}")
+        for b in crecs:
+            if b["type"] == "cascade-breaker":
+                line += (f"; a circuit breaker in {safe(b['service'])} kept "
+                         f"{b['short_circuited']} request(s) from reaching "
+                         f"{safe(b['below'])}")
+        return [line]
+    except Exception as e:   # conclusions must never take the report down
+        return [f"(cascade analysis unavailable: {type(e).__name__}: {safe(e)})"]
+
+
+def _findings(res, guards, results, nconvs) -> list[str]:
+    """Conclusions drawn: the slowest transactions by layer, what each conversation is,
+    what was sent in the clear."""
+    try:
+        return _findings_text(res, guards, results, nconvs)
+    except Exception as e:   # conclusions must never take the report down
+        return [f"(findings unavailable: {type(e).__name__}: {safe(e)})"]
+
+
+def _failed(guards, name) -> bool:
+    g = guards.get(name)
+    if g is not None and g.error is not None:
+        raise g.error
+    return g is None
+
+
+def _findings_text(res, guards, results, nconvs) -> list[str]:
+    out = []
+    if _failed(guards, "timing"):
+        pre = res.slowest_timings
+        timings = pre[1][:SLOWEST] if pre is not None and pre[0] >= SLOWEST else []
+    else:
+        timings = results["timing"]
     if timings:
         rows = []
         for r in timings:
@@ -109,14 +303,9 @@ def _findings(res) -> list[str]:
         out.append("Slowest transactions (where the time went; 'dissect timing' for all)\n" +
                    table(rows, ["conn", "protocol", "transaction", "total ms", "slowest stage",
                                 "layer", "stage ms"]))
-    try:
-        from dissect.analysis.findings.conversations import conversation_records
-        # the table shows the first MAX_ROWS conversations (one per connection) and
-        # counts the rest
-        convs = conversation_records(res, limit=MAX_ROWS)
-        nconvs = sum(1 for c in res.connections if c.get("type", "connection") == "connection")
-    except ImportError:
-        convs = []
+    # the table shows the first MAX_ROWS conversations (one per connection) and counts
+    # the rest
+    convs = [] if _failed(guards, "conversations") else results["conversations"]
     if convs:
         rows = [[c.get("conn"), _cut(f"{c['client']['ip']}:{c['client']['port']} -> "
                                      f"{c['server']['ip']}:{c['server']['port']}", 44),
@@ -129,11 +318,7 @@ def _findings(res) -> list[str]:
         if nconvs > MAX_ROWS:
             text += f"\n  ... and {nconvs - MAX_ROWS} more"
         out.append(text)
-    try:
-        from dissect.analysis.findings.cleartext import cleartext_findings
-        found = cleartext_findings(res)
-    except ImportError:
-        found = []
+    found = [] if _failed(guards, "cleartext findings") else results["cleartext findings"]
     if found:
         order = {"high": 0, "medium": 1, "low": 2, "info": 3}
         found.sort(key=lambda f: order.get(f.get("severity"), 9))
@@ -147,63 +332,3 @@ def _findings(res) -> list[str]:
     return out
 
 
-def sections(res) -> list[str]:
-    """The report's sections after the summary."""
-    by_type: dict[str, list] = {}
-    for r in res.records:
-        by_type.setdefault(r.get("type"), []).append(r)
-    out = []
-    for rtype, title, headers, row in SECTIONS:
-        recs = by_type.get(rtype)
-        if not recs:
-            continue
-        rows = []
-        for r in recs[:MAX_ROWS]:
-            try:
-                rows.append([("" if v is None else v) for v in row(r)])
-            except Exception:   # a record of an unexpected shape must not break the report
-                continue
-        text = f"{title}: {len(recs)}\n" + table(rows, headers)
-        if len(recs) > MAX_ROWS:
-            text += f"\n  ... and {len(recs) - MAX_ROWS} more (--format jsonl lists all)"
-        out.append(text)
-    try:
-        from dissect.analysis.backoff_chains import detect
-        from dissect.commands.retrychains import render
-        recs = detect(res, getattr(res, "syns", None))
-        if recs:
-            out.append("Retries and circuit breakers ('dissect retries' for details)\n" +
-                       render(recs, limit=MAX_ROWS))
-    except ImportError:
-        pass
-    except Exception as e:   # conclusions must never take the report down
-        out.append(f"(retry analysis unavailable: {type(e).__name__}: {safe(e)})")
-    try:
-        from dissect.analysis.tiers import cascade_records, worst_amplification
-        crecs = cascade_records(res)
-        worst = worst_amplification(crecs)
-        if worst is not None:
-            root = worst["root"]
-            line = (f"Cascades ('dissect cascades' for the trees): worst amplification "
-                    f"{' -> '.join(map(str, worst['amplification']))} for "
-                    f"{safe(root['method'])} {safe(root['target'])} from "
-                    f"{safe(root['client'])}; the delay came from tier {worst['delay_tier']}")
-            for b in crecs:
-                if b["type"] == "cascade-breaker":
-                    line += (f"; a circuit breaker in {safe(b['service'])} kept "
-                             f"{b['short_circuited']} request(s) from reaching "
-                             f"{safe(b['below'])}")
-            out.append(line)
-    except ImportError:
-        pass
-    except Exception as e:   # conclusions must never take the report down
-        out.append(f"(cascade analysis unavailable: {type(e).__name__}: {safe(e)})")
-    out += _safe_findings(res)
-    return out
-
-
-def _safe_findings(res) -> list[str]:
-    try:
-        return _findings(res)
-    except Exception as e:   # conclusions must never take the report down
-        return [f"(findings unavailable: {type(e).__name__}: {safe(e)})"]
