@@ -40,7 +40,9 @@ MODULES = ("dissect.io.capture", "dissect.columns.decode", "dissect.columns.segm
            # and what runs once over all records at the end (serial in a split run)
            "dissect.analysis.findings.timing", "dissect.analysis.findings.conversations",
            "dissect.analysis.findings.cleartext", "dissect.analysis.backoff_chains",
-           "dissect.analysis.tiers", "dissect.analysis.post", "dissect.report.sections")
+           "dissect.analysis.tiers", "dissect.analysis.post", "dissect.report.sections",
+           # the record stores every record goes through, and the pass that reads them
+           "dissect.store", "dissect.analysis.observe")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 COMPILED_DIR = PACKAGE_DIR / "_compiled"

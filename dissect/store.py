@@ -28,8 +28,9 @@ from dissect.spill import Spill
 # Records per pickled batch: large enough that pickling is cheap per record, small enough
 # that the batch being filled (and the few read back) stay small.
 BATCH = 512
-# Batches read back by get() kept unpickled.
-CACHED = 4
+# Batches read back by get() kept unpickled (reads by position mostly go forwards, but the
+# records of dormant connections are stored in the order they went dormant, not by id).
+CACHED = 8
 
 _LEN = struct.Struct("<Q")
 
@@ -85,6 +86,15 @@ class RecordStore:
         if len(t) >= self._batch:
             self.flush()
 
+    def append_wrapped(self, item, rtype) -> None:
+        """Append a record as ``wrap`` makes it (of type ``rtype``); it is unwrapped when
+        read, like the others."""
+        t = self._tail
+        t.append(item)
+        self.types.add(rtype)
+        if len(t) >= self._batch:
+            self.flush()
+
     def extend(self, items) -> None:
         for r in items:
             self.append(r)
@@ -118,30 +128,44 @@ class RecordStore:
     def __iter__(self):
         for k in range(len(self._refs)):
             yield from self._load(k)
-        yield from self._tail
+        yield from self._unwrap(self._tail)
 
     def iter_from(self, pos: int):
         """The records from position ``pos`` on."""
         if pos >= self._n:
-            yield from self._tail[pos - self._n:]
+            yield from self._unwrap(self._tail[pos - self._n:])
             return
         for k, (_ref, first, count) in enumerate(self._refs):
             if first + count <= pos:
                 continue
             batch = self._load(k)
             yield from (batch[pos - first:] if pos > first else batch)
-        yield from self._tail
+        yield from self._unwrap(self._tail)
 
     def get(self, pos: int):
         """The record at position ``pos``."""
         if pos >= self._n:
-            return self._tail[pos - self._n]
+            return self._unwrap(self._tail[pos - self._n:pos - self._n + 1])[0]
         k = self._find(pos)
         batch = self._cache.get(k)
         if batch is None:
             if len(self._cache) >= CACHED:
                 self._cache.pop(next(iter(self._cache)))
             batch = self._cache[k] = self._load(k)
+        return batch[pos - self._refs[k][1]]
+
+    def get_wrapped(self, pos: int):
+        """The record at position ``pos`` as ``wrap`` made it (not unwrapped: for copying
+        it into another store of the same kind without rebuilding it)."""
+        if pos >= self._n:
+            return self._wrap([self._tail[pos - self._n]])[0]
+        k = self._find(pos)
+        key = ~k                  # the wrapped batches share the cache, apart
+        batch = self._cache.get(key)
+        if batch is None:
+            if len(self._cache) >= CACHED:
+                self._cache.pop(next(iter(self._cache)))
+            batch = self._cache[key] = pickle.loads(self._src.get(self._refs[k][0]))
         return batch[pos - self._refs[k][1]]
 
     def _find(self, pos: int) -> int:

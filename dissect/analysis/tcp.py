@@ -470,6 +470,10 @@ def unwrap_records(items: list) -> list:
     return out
 
 
+_APP = CONN_KEYS.index("app")
+_FIRST_FRAME = CONN_KEYS.index("first_frame")
+
+
 def _conn_store():
     from dissect.store import RecordStore
     return RecordStore(wrap_records, unwrap_records, prefix="dissect-conns-")
@@ -1166,7 +1170,19 @@ class TcpAnalyzer:
         conns = self.connections
         for i in range(len(conns)):
             c = conns[i]
-            r = frozen.get(c[0]) if type(c) is tuple else c.record()
+            if type(c) is tuple:
+                # a dormant connection's record goes over as the tuple it was stored as
+                r = frozen.get_wrapped(c[0])
+                if type(r) is tuple:
+                    if app_of is not None:
+                        r = r[:_APP] + (app_of(i),) + r[_APP + 1:]
+                    if first_frames is not None:
+                        first_frames.append(r[_FIRST_FRAME])
+                    out.append_wrapped(r, r[0])
+                    conns[i] = None
+                    continue
+            else:
+                r = c.record()
             if app_of is not None:
                 r["app"] = app_of(i)
             if first_frames is not None:
