@@ -64,7 +64,19 @@ class FileBlobs:
             pass
 
 
-class RecordStore:
+class _Appends:
+    """extend() and += for a class with append()."""
+
+    def extend(self, items) -> None:
+        for x in items:
+            self.append(x)
+
+    def __iadd__(self, items):
+        self.extend(items)
+        return self
+
+
+class RecordStore(_Appends):
     def __init__(self, wrap=None, unwrap=None, batch: int | None = None,
                  prefix: str = "dissect-rec-"):
         self._wrap = wrap or _same
@@ -94,14 +106,6 @@ class RecordStore:
         self.types.add(rtype)
         if len(t) >= self._batch:
             self.flush()
-
-    def extend(self, items) -> None:
-        for r in items:
-            self.append(r)
-
-    def __iadd__(self, items):
-        self.extend(items)
-        return self
 
     def flush(self) -> None:
         """Put the batch being filled on disk (a no-op when it is empty)."""
@@ -147,12 +151,20 @@ class RecordStore:
         if pos >= self._n:
             return self._unwrap(self._tail[pos - self._n:pos - self._n + 1])[0]
         k = self._find(pos)
-        batch = self._cache.get(k)
+        return self._cached(k, False)[pos - self._refs[k][1]]
+
+    def _cached(self, k: int, wrapped: bool) -> list:
+        """Batch ``k`` (as pickled when ``wrapped``), kept with the last few read."""
+        key = ~k if wrapped else k          # the two kinds share the cache, apart
+        batch = self._cache.get(key)
         if batch is None:
             if len(self._cache) >= CACHED:
                 self._cache.pop(next(iter(self._cache)))
-            batch = self._cache[k] = self._load(k)
-        return batch[pos - self._refs[k][1]]
+            batch = pickle.loads(self._src.get(self._refs[k][0]))
+            if not wrapped:
+                batch = self._unwrap(batch)
+            self._cache[key] = batch
+        return batch
 
     def get_wrapped(self, pos: int):
         """The record at position ``pos`` as ``wrap`` made it (not unwrapped: for copying
@@ -160,13 +172,7 @@ class RecordStore:
         if pos >= self._n:
             return self._wrap([self._tail[pos - self._n]])[0]
         k = self._find(pos)
-        key = ~k                  # the wrapped batches share the cache, apart
-        batch = self._cache.get(key)
-        if batch is None:
-            if len(self._cache) >= CACHED:
-                self._cache.pop(next(iter(self._cache)))
-            batch = self._cache[key] = pickle.loads(self._src.get(self._refs[k][0]))
-        return batch[pos - self._refs[k][1]]
+        return self._cached(k, True)[pos - self._refs[k][1]]
 
     def _find(self, pos: int) -> int:
         lo, hi = 0, len(self._refs) - 1
@@ -232,7 +238,7 @@ def _from_list(items, wrap, unwrap) -> RecordStore:
     return st
 
 
-class RecordKeys:
+class RecordKeys(_Appends):
     """The merge keys of a split run's application records (dissect.parallel), as three
     columns instead of a tuple per record: a key ``(phase, x)``, ``x`` a number or a pair
     of numbers, is kept as ``(phase, a, b)``, which sorts the same way."""
@@ -251,14 +257,6 @@ class RecordKeys:
         self.phase.append(phase)
         self.a.append(a)
         self.b.append(b)
-
-    def extend(self, keys) -> None:
-        for k in keys:
-            self.append(k)
-
-    def __iadd__(self, keys):
-        self.extend(keys)
-        return self
 
     def __len__(self) -> int:
         return len(self.phase)

@@ -20,6 +20,9 @@ from dissect.analysis.tiers import (
 )
 from dissect.engine import Engine
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from observer_helper import containers, feed  # noqa: E402
+
 PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
 
 # captures with cascades (HTTP, gRPC over HTTP/2, plain TCP, a breaker), and some with
@@ -45,34 +48,16 @@ class _Res:
             setattr(self, k, getattr(res, k, None))
 
 
-def _containers(x, out):
-    """``x`` and every dict and list inside it, at any depth."""
-    out.append(x)
-    for v in (x.values() if isinstance(x, dict) else x):
-        if isinstance(v, (dict, list)):
-            _containers(v, out)
-    return out
-
-
-def _feed(obs, res, conns, recs):
-    """The pass, in a function of its own: its loop variables die with it."""
-    obs.start(res)
-    for c in conns:
-        obs.conn(c)
-    for r in recs:
-        obs.record(r)
-
-
 @pytest.mark.parametrize("name", CASCADES + ["grpc-h2c.pcap"])
 def test_observer_keeps_no_record(name):
     res = _res(name)
     conns, recs = list(res.connections), list(res.records)
     objs: list = []
     for x in conns + recs:
-        _containers(x, objs)
+        containers(x, objs)
     before = [sys.getrefcount(o) for o in objs]
     obs = CascadeObserver()
-    _feed(obs, res, conns, recs)
+    feed(obs, res, conns, recs)
     assert [sys.getrefcount(o) for o in objs] == before
     # what it keeps: tuples of scalars (a transaction's holds its connection's), every
     # string interned

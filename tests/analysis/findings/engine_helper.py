@@ -155,3 +155,16 @@ def corpus(rel: str) -> Path:
     if not p.exists():
         pytest.skip(f"corpus file {rel} not present (../shared/corpus)")
     return p
+
+
+def script_records(parser, conn, script) -> list:
+    """The records a stream parser makes of ``script`` ((direction, bytes) per frame,
+    frame n at time n), with ``conn`` as their connection."""
+    recs = []
+    for n, (d, data) in enumerate(script, 1):
+        recs += parser.feed(d, data, n, float(n))
+    recs += parser.close(float(len(script) + 1))
+    for r in recs:
+        if r.get("conn") is None:
+            r["conn"] = conn
+    return recs

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from conftest import needs_tshark, tshark_fields  # noqa: E402
-from engine_helper import PCAPS, corpus, run  # noqa: E402
+from engine_helper import PCAPS, corpus, run, script_records  # noqa: E402
 
 from dissect.analysis.findings.cleartext import (  # noqa: E402
     classify_suite, cleartext_findings, mask, normalise_version, sasl_plain)
@@ -266,15 +266,8 @@ def test_http_basic_bearer_cookie_from_header_records():
     assert next(f for f in shown if f["kind"] == "cleartext-password")["secret"] == "hunter22"
 
 
-def _script(parser, conn, script):
-    recs = []
-    for n, (d, data) in enumerate(script, 1):
-        recs += parser.feed(d, data, n, float(n))
-    recs += parser.close(float(len(script) + 1))
-    for r in recs:
-        if r.get("conn") is None:
-            r["conn"] = conn
-    return recs
+def _script(parser, conn, script) -> list:
+    return script_records(parser, conn, script)
 
 
 def test_imap_authenticate_plain_and_pop3_apop_through_real_parsers():

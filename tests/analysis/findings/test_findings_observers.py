@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from engine_helper import PCAPS, CORPUS, run  # noqa: E402
+from engine_helper import CORPUS, PCAPS, run, script_records  # noqa: E402
 
 from dissect.analysis.app.imap import ImapParser  # noqa: E402
 from dissect.analysis.app.pop3 import Pop3Parser  # noqa: E402
@@ -85,14 +85,7 @@ def _refs(objs) -> list:
 
 
 def _script(parser, conn, script) -> list:
-    recs = []
-    for n, (d, data) in enumerate(script, 1):
-        recs += parser.feed(d, data, n, float(n))
-    recs += parser.close(float(len(script) + 1))
-    for r in recs:
-        if r.get("conn") is None:
-            r["conn"] = conn
-    return recs
+    return script_records(parser, conn, script)
 
 
 def _mail_records() -> list:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine_helper import PCAPS, run  # noqa: E402
+from observer_helper import containers, feed  # noqa: E402
 
 from dissect.analysis.findings.timing import (  # noqa: E402
     SlowestCandidates,
@@ -49,24 +51,6 @@ class _Res:
         self.syns, self.retrans, self.summary, self.path, self.info = [], [], None, "x", {}
 
 
-def _containers(x, out):
-    """``x`` and every dict and list inside it, at any depth."""
-    out.append(x)
-    for v in (x.values() if isinstance(x, dict) else x):
-        if isinstance(v, (dict, list)):
-            _containers(v, out)
-    return out
-
-
-def _feed(obs, res, conns, recs):
-    """The pass, in a function of its own: its loop variables die with it."""
-    obs.start(res)
-    for c in conns:
-        obs.conn(c)
-    for r in recs:
-        obs.record(r)
-
-
 def _scalars(p):
     """A projection: tuples (or the observer's own lists) of scalars, strings interned."""
     assert type(p) in (tuple, list), p
@@ -99,12 +83,12 @@ def test_observers_keep_no_record(name):
     conns, recs = list(res.connections), list(res.records)
     objs: list = []
     for x in conns + recs:
-        _containers(x, objs)
+        containers(x, objs)
     before = [sys.getrefcount(o) for o in objs]
     observers = [TimingObserver(table), TimingObserver(), TimingObserver(n=1),
                  SlowestCandidates(2)]
     for obs in observers:
-        _feed(obs, res, conns, recs)
+        feed(obs, res, conns, recs)
         assert [sys.getrefcount(o) for o in objs] == before
     full, plain, top, cands = observers
     kept = (list(full._info.values()) + [p for ps in full._txs.values() for p in ps]
@@ -186,7 +170,7 @@ def test_bounded_candidates_equal_sorting_everything_with_ties(seed):
     assert len(set(totals)) < len(totals)
     for n in (1, 2, 3, 7, 40):
         obs = TimingObserver(n=n)
-        _feed(obs, r, conns, records)
+        feed(obs, r, conns, records)
         # bounded: the candidates kept, whatever the number of transactions
         assert len(obs._kept) <= 2 * (4 * n + 64)
         if n == 1:
@@ -200,7 +184,7 @@ def test_a_split_runs_answer_is_used_without_keeping_anything():
     pre = slowest(res, 5)
     r = _Res(list(res.connections), list(res.records), slowest_timings=(5, pre))
     obs = TimingObserver(n=3)
-    _feed(obs, r, r.connections, r.records)
+    feed(obs, r, r.connections, r.records)
     assert not obs._info and not obs._first and not obs._kept
     assert obs.finish(r) == pre[:3] == slowest(r, 3)
     # more than the workers looked for: timed again
