@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from dissect.analysis.observe import Observer
 from dissect.errors import DissectError, ExitCode
 
 FORMATS = click.Choice(["text", "jsonl"])
@@ -208,7 +209,7 @@ def analyze(files, fmt, packets, color, jobs, engine, scheduler, outdir, quiet):
         _finish(res, out)
 
 
-class _JsonlLines:
+class _JsonlLines(Observer):
     """Connection and application records as JSON lines, in the run's one pass over them
     (an observer, dissect.analysis.observe)."""
 
@@ -216,17 +217,11 @@ class _JsonlLines:
         from dissect.report.jsonl import dumps
         self._line, self._dumps = out.line, dumps
 
-    def start(self, res) -> None:
-        pass
-
     def conn(self, c: dict) -> None:
         self._line(self._dumps(c))
 
     def record(self, r: dict) -> None:
         self._line(self._dumps(r))
-
-    def finish(self, res) -> None:
-        pass
 
 
 def _slowest_rows() -> int:

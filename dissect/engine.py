@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import dissect.tuples as _tuples
+from dissect.analysis.observe import Observer, observe
+from dissect.analysis.observe import run as run_observer
 from dissect.analysis.summary import CaptureSummary
 from dissect.columns.decode import decode_frame
 from dissect.columns.scan import USE_SCAN, pcap_pairs
@@ -227,7 +229,7 @@ def repeated_syns(syns) -> list:
     for s in syns:
         k = s[2:]
         seen[k] = seen.get(k, 0) + 1
-    return [s for s in syns if seen[s[2:]] > 1]   # a second pass: SynColumns reads again
+    return [s for s in syns if seen[s[2:]] > 1]
 
 
 # Frames between two calls of a progress callback.
@@ -292,17 +294,13 @@ def unsupported_error(res: Result, path: str) -> None:
             path=path, frame=summary.anomalies[unsupported[0]][1][0])
 
 
-class SummaryObserver:
+class SummaryObserver(Observer):
     """What the summary learns once connections and records are known: each connection's
-    application protocol, and the application parsers' anomalies (an observer,
-    dissect.analysis.observe)."""
+    application protocol, and the application parsers' anomalies (an observer)."""
 
     def __init__(self, summary: CaptureSummary):
         self.summary = summary
         self.apps: dict = {}
-
-    def start(self, res) -> None:
-        pass
 
     def conn(self, c: dict) -> None:
         app = c.get("app")
@@ -319,14 +317,12 @@ class SummaryObserver:
 
 def finish_summary(res: Result) -> None:
     """What the summary learns once connections and records are known."""
-    from dissect.analysis.observe import run
-    run(res, SummaryObserver(res.summary))
+    run_observer(res, SummaryObserver(res.summary))
 
 
 def finish_stream(res: Result, observers: list) -> list:
     """The one pass over a run's records: ``observers`` (dissect.analysis.observe), and the
     summary's own when the run was streamed; each observer's result."""
-    from dissect.analysis.observe import observe
     if not res.streamed:
         return observe(res, observers)
     out = observe(res, [SummaryObserver(res.summary)] + list(observers))[1:]

@@ -35,7 +35,6 @@ import heapq
 import os
 import socket
 import struct
-import sys
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from dissect.engine import (Engine, Result, SynColumns, analyse_frames, finish_s
                             gc_paused, new_transport, repeated_syns, unsupported_error)
 from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
-from dissect.io.capture import MAX_CAPLEN, PCAP_MAGICS, CaptureReader, Frame
+from dissect.io.capture import MAX_CAPLEN, CaptureReader, Frame
 from dissect.store import FileBlobs, RecordStore
 
 # Packet lines a worker sends in one message (bigger: fewer messages, more memory).
@@ -118,9 +117,9 @@ class ShardResult:
     # transactions (dissect.analysis.findings.timing.slowest_candidates), when asked for
     slowest: tuple | None = None
     # with records in stores (store=True): the first frame of each connection in its
-    # store's order, and how many of them are TCP; the UDP flows' ids in order
+    # store's order, and how many of them are TCP (the UDP flows after them are
+    # udp/0, udp/1, ... in that order)
     conn_first: tuple = (None, 0)
-    conn_udp_ids: list = field(default_factory=list)
 
 
 def _pcap_frames(reader, base, shard, nshards, warnings, fidx, counter, state):
@@ -316,7 +315,6 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
         out.record_keys = transport.record_keys
         if isinstance(res.connections, RecordStore):
             out.conn_first = transport.conn_first
-            out.conn_udp_ids = [udp_id(f.id) for f in transport.udp.flows]
     return out
 
 
@@ -441,7 +439,7 @@ def _conn_order(parts: list[ShardResult]) -> tuple[list, list]:
         maps[i].tcp[pos] = n
         order.append((i, pos))
     for n, (_f, i, pos) in enumerate(udp):
-        maps[i].udp[parts[i].conn_udp_ids[pos - parts[i].conn_first[1]]] = f"udp/{n}"
+        maps[i].udp[udp_id(pos - parts[i].conn_first[1])] = udp_id(n)
         order.append((i, pos))
     return maps, order
 
@@ -687,8 +685,8 @@ def _dump_stored(r: ShardResult) -> str:
             for st in stores:
                 st.flush()
             pickle.dump(r, f, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.dump(("stores", [st.counts() for st in stores],
-                         [st.types for st in stores]), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(([st.counts() for st in stores], [st.types for st in stores]), f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
             for st in stores:
                 st.write_to(f)
                 st.close()
@@ -706,14 +704,13 @@ def load_result(path: str) -> ShardResult:
         with open(path, "rb") as f:
             r = pickle.load(f)
             if r.result.connections is None:
-                _tag, counts, types = pickle.load(f)
+                counts, types = pickle.load(f)
                 blobs = FileBlobs(os.dup(f.fileno()))
                 off = f.tell()
                 r.result.connections, off = RecordStore.from_file(
-                    blobs, off, counts[0], wrap_records, unwrap_records)
-                r.result.records, off = RecordStore.from_file(blobs, off, counts[1])
-                r.result.connections.types = types[0]
-                r.result.records.types = types[1]
+                    blobs, off, counts[0], types[0], wrap_records, unwrap_records)
+                r.result.records, off = RecordStore.from_file(blobs, off, counts[1],
+                                                              types[1])
                 return r
             lists = []
             for k in range(3):

@@ -200,13 +200,14 @@ class RecordStore(_Appends):
         return self._n
 
     @classmethod
-    def from_file(cls, blobs: "FileBlobs", offset: int, counts: list, wrap=None,
-                  unwrap=None) -> tuple["RecordStore", int]:
+    def from_file(cls, blobs: "FileBlobs", offset: int, counts: list, types: set,
+                  wrap=None, unwrap=None) -> tuple["RecordStore", int]:
         """A store reading the batches :meth:`write_to` wrote at ``offset`` of the file
-        ``blobs`` reads (``counts``: records per batch); and the offset after them. Several
-        stores may read one file; it is closed when the last of them is gone."""
+        ``blobs`` reads (``counts``: records per batch, ``types``: the writer's
+        :attr:`types`); and the offset after them. Several stores may read one file; it is
+        closed when the last of them is gone."""
         st = cls(wrap, unwrap)
-        st.types.add(None)      # not known: whoever asks must look
+        st.types = set(types)
         st._src = blobs
         off = offset
         for k in range(len(counts)):

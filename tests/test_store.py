@@ -75,8 +75,8 @@ def test_hand_over_through_a_file(tmp_path):
     fd = os.open(path, os.O_RDONLY)
     os.unlink(path)
     blobs = FileBlobs(fd)
-    sa, off = RecordStore.from_file(blobs, 6, ca)
-    sb, end = RecordStore.from_file(blobs, off, cb, wrap_records, unwrap_records)
+    sa, off = RecordStore.from_file(blobs, 6, ca, a.types)
+    sb, end = RecordStore.from_file(blobs, off, cb, b.types, wrap_records, unwrap_records)
     assert end == os.fstat(fd).st_size
     assert list(sa) == ra and list(sb) == rb and sa.get(11) == ra[11]
     sa.close()

@@ -5,6 +5,7 @@ Rendering only: the rows come from the application records of the engine's Resul
 
 from __future__ import annotations
 
+from dissect.analysis.observe import Observer
 from dissect.report.text import safe, table
 
 # rows shown per section before "... and N more"
@@ -88,21 +89,12 @@ def _layer(osi) -> str:
     return s if s.startswith("L") else f"L{s}"
 
 
-class _Tables:
-    """The per-protocol tables: per record type its count and first MAX_ROWS records,
-    and the number of conversations (connection records); an observer
-    (dissect.analysis.observe), so it keeps MAX_ROWS records per type at most."""
+class _Tables(Observer):
+    """The per-protocol tables: per record type its count and first MAX_ROWS records; an
+    observer, so it keeps MAX_ROWS records per type at most."""
 
     def __init__(self):
         self.by_type: dict = {}
-        self.nconvs = 0
-
-    def start(self, res) -> None:
-        pass
-
-    def conn(self, c: dict) -> None:
-        if c.get("type", "connection") == "connection":
-            self.nconvs += 1
 
     def record(self, r: dict) -> None:
         t = r.get("type")
@@ -223,7 +215,8 @@ def sections(res) -> list[str]:
         out.append(text)
     out += _retries(guards.get("retry analysis"), results.get("retry analysis"))
     out += _cascades(guards.get("cascade analysis"), results.get("cascade analysis"))
-    out += _findings(res, guards, results, tables.nconvs)
+    convs = named.get("conversations")
+    out += _findings(res, guards, results, convs.count if convs is not None else 0)
     return out
 
 
