@@ -101,18 +101,27 @@ START, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, 
                   "trailers", "until-close", "resync", "held", "done")
 
 
-def _h(headers, name: str):
-    """Last value of header ``name`` (case-insensitive), or None."""
-    name = name.lower()
-    for k, v in reversed(headers):
-        if k.lower() == name:
-            return v
-    return None
+def _fields(m) -> dict:
+    """``m``'s headers as lower-case name -> its values in order, made once per message, on
+    the first question (every question is asked once its header block is complete)."""
+    hm = m.hmap
+    if hm is None:
+        hm = {}
+        for k, v in m.headers:
+            lk = k.lower()
+            vals = hm.get(lk)
+            if vals is None:
+                hm[lk] = [v]
+            else:
+                vals.append(v)
+        m.hmap = hm
+    return hm
 
 
-def _h_all(headers, name: str) -> list[str]:
-    name = name.lower()
-    return [v for k, v in headers if k.lower() == name]
+def _mh(m, name: str):
+    """The last value of ``m``'s header ``name`` (lower case), or None."""
+    vals = _fields(m).get(name)
+    return vals[-1] if vals else None
 
 
 def retry_after_seconds(value: str | None, date: str | None, ts: float | None):
@@ -183,6 +192,18 @@ def _digest(h: str) -> str:
     return _EMPTY_SHA256 if h == _EMPTY_SHA256 else h
 
 
+# A request's body hash before its first body byte: most requests have no body, and a
+# hash object is made only for those that do. (None: no hash, after a gap.)
+_UNHASHED = object()
+
+
+def _hash_body(m, data) -> None:
+    sha = m.sha
+    if sha is _UNHASHED:
+        sha = m.sha = hashlib.sha256()
+    sha.update(data)
+
+
 class _Msg:
     """One request or response being read."""
 
@@ -194,6 +215,7 @@ class _Msg:
         "gaps",
         "header_bytes",
         "headers",
+        "hmap",
         "informational",
         "method",
         "queued",
@@ -224,6 +246,7 @@ class _Msg:
         self.informational: list[int] = []
         self.broken = False
         self.queued = False          # already in the transaction queue
+        self.hmap = None             # lower-case name -> values (_fields), once asked for
 
     def add_frames(self, frames):
         fr = self.frames
@@ -302,7 +325,7 @@ class HttpParser(StreamParser):
             m.add_frames((frame,))
             m.body_len += len(data)
             if m.sha is not None:
-                m.sha.update(data)
+                _hash_body(m, data)
             if st != UNTIL_CLOSE:
                 s.left -= len(data)
             return []
@@ -428,7 +451,7 @@ class HttpParser(StreamParser):
             m.add_frames(frames)
             m.body_len += len(raw)
             if m.sha is not None:
-                m.sha.update(raw)
+                _hash_body(m, raw)
             if st == UNTIL_CLOSE:
                 return []
             s.left -= len(raw)
@@ -529,7 +552,7 @@ class HttpParser(StreamParser):
             m.method = _text(rl[0])
             m.target = _text(rl[1])
             m.version = _text(rl[2]) if rl[2] else None
-            m.sha = hashlib.sha256()
+            m.sha = _UNHASHED      # hashed from its first body byte (_hash_body)
         else:
             mm = _STATUS_LINE.match(line)
             if not mm:
@@ -570,8 +593,8 @@ class HttpParser(StreamParser):
         m = s.msg
         out: list[dict] = []
         frame = m.frames[0] if m.frames else None
-        te = _h_all(m.headers, "transfer-encoding")
-        cl = _h_all(m.headers, "content-length")
+        te = _fields(m).get("transfer-encoding")
+        cl = _fields(m).get("content-length")
         if direction == SERVER:
             req = self._request_for_response()
             method = req.method if req is not None else None
@@ -690,7 +713,7 @@ class HttpParser(StreamParser):
         answered = (self.txns and self.txns[-1][0] is m and self.txns[-1][1] is not None
                     and self.txns[-1][1].complete)
         if direction == CLIENT and not m.broken and not answered and (
-                m.method == "CONNECT" or _h(m.headers, "upgrade") is not None):
+                m.method == "CONNECT" or _mh(m, "upgrade") is not None):
             s.state = HELD      # what follows belongs to the new protocol if the server agrees
         if direction == SERVER and m.status == 101 and not m.broken:
             req = next((t[0] for t in self.txns if t[1] is m), None)
@@ -741,19 +764,21 @@ class HttpParser(StreamParser):
         if rq:
             rec["method"] = rq.method
             rec["target"] = rq.target
-            rec["host"] = _h(rq.headers, "host")
+            rec["host"] = _mh(rq, "host")
             rec["request_body_len"] = rq.body_len
-            if rq.sha is not None:
-                rec["request_body_sha256"] = _digest(rq.sha.hexdigest())
+            sha = rq.sha
+            if sha is not None:
+                rec["request_body_sha256"] = (_EMPTY_SHA256 if sha is _UNHASHED
+                                              else _digest(sha.hexdigest()))
             rec["request_transfer_encoding"] = rq.te
-            rec["request_content_type"] = _h(rq.headers, "content-type")
+            rec["request_content_type"] = _mh(rq, "content-type")
             rec["request_ts"] = rq.ts
             if rq.frames:
                 rec["request_frame"] = rq.frames[0]
-            rec["idempotency_key"] = (_h(rq.headers, "idempotency-key")
-                                      or _h(rq.headers, "x-idempotency-key"))
+            rec["idempotency_key"] = (_mh(rq, "idempotency-key")
+                                      or _mh(rq, "x-idempotency-key"))
             if not rs:
-                rec["content_encoding"] = _h(rq.headers, "content-encoding")
+                rec["content_encoding"] = _mh(rq, "content-encoding")
         if rs:
             rec["status"] = rs.status
             rec["reason"] = rs.reason
@@ -766,11 +791,11 @@ class HttpParser(StreamParser):
                 rec["response_frame"] = rs.frames[0]
             if rq and rq.ts is not None and rs.ts is not None:
                 rec["response_time_s"] = round(rs.ts - rq.ts, 6)
-            rec["retry_after"] = retry_after_seconds(_h(rs.headers, "retry-after"),
-                                                     _h(rs.headers, "date"), rs.ts)
-            rec["content_encoding"] = _h(rs.headers, "content-encoding")
-            rec["content_type"] = _h(rs.headers, "content-type")
-            up = _h(rs.headers, "upgrade")
+            rec["retry_after"] = retry_after_seconds(_mh(rs, "retry-after"),
+                                                     _mh(rs, "date"), rs.ts)
+            rec["content_encoding"] = _mh(rs, "content-encoding")
+            rec["content_type"] = _mh(rs, "content-type")
+            up = _mh(rs, "upgrade")
             if rs.status == 101 and up:
                 rec["upgrade"] = up.strip().lower()
             if rq and rq.method == "CONNECT" and 200 <= rs.status < 300:
@@ -779,7 +804,7 @@ class HttpParser(StreamParser):
 
     # ---------------------------------------------------------------- upgrades
     def _switch(self, resp: _Msg, req: _Msg | None) -> list[dict]:
-        proto = (_h(resp.headers, "upgrade") or "").strip().lower()
+        proto = (_mh(resp, "upgrade") or "").strip().lower()
         out: list[dict] = []
         sub = None
         if proto == "websocket":
@@ -795,7 +820,7 @@ class HttpParser(StreamParser):
                     # RFC 9113 3.2 (RFC 7540 3.2): the upgraded request is stream 1
                     rq = req if req is not None and req.start is not None else None
                     start(method=rq.method if rq else None, path=rq.target if rq else None,
-                          authority=_h(rq.headers, "host") if rq else None,
+                          authority=_mh(rq, "host") if rq else None,
                           headers=[[k.lower(), v] for k, v in rq.headers] if rq else None,
                           frame=rq.frames[0] if rq and rq.frames else None,
                           ts=rq.ts if rq else None)
