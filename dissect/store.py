@@ -89,11 +89,15 @@ class RecordStore(_Appends):
         self._n = 0                 # records in stored batches
         self._cache: dict = {}      # batch index -> its records (get)
         self.types: set = set()     # the record types appended (their "type")
+        # records in all (len(): a plain attribute, read for every segment of a split
+        # run, where len() of a compiled class still calls a Python method)
+        self.size = 0
 
     # ------------------------------------------------------------------ writing
     def append(self, r) -> None:
         t = self._tail
         t.append(r)
+        self.size += 1
         self.types.add(r.get("type"))
         if len(t) >= self._batch:
             self.flush()
@@ -103,6 +107,7 @@ class RecordStore(_Appends):
         read, like the others."""
         t = self._tail
         t.append(item)
+        self.size += 1
         self.types.add(rtype)
         if len(t) >= self._batch:
             self.flush()
@@ -121,10 +126,10 @@ class RecordStore(_Appends):
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
-        return self._n + len(self._tail)
+        return self.size
 
     def __bool__(self) -> bool:
-        return len(self) > 0
+        return self.size > 0
 
     def _load(self, k: int) -> list:
         return self._unwrap(pickle.loads(self._src.get(self._refs[k][0])))
@@ -215,6 +220,7 @@ class RecordStore(_Appends):
             st._refs.append(((off + 8, n), st._n, counts[k]))
             st._n += counts[k]
             off += 8 + n
+        st.size = st._n
         return st, off
 
     def counts(self) -> list:
@@ -227,6 +233,7 @@ class RecordStore(_Appends):
         if type(src) is Spill:
             src.close()     # a shared file closes when its last reader is gone
         self._refs, self._tail, self._n, self._cache = [], [], 0, {}
+        self.size = 0
 
     def __reduce__(self):
         # a store crossing a process boundary (dask) goes as its records

@@ -337,41 +337,28 @@ class Connection:
         return _missed(self.cdir) + _missed(self.sdir)
 
     def record(self) -> dict:
+        """The connection's record (JSON Lines shape; keys in CONN_KEYS order)."""
+        return _unwrap_one(self.record_values())
+
+    def record_values(self, app=None) -> tuple:
+        """record()'s values in CONN_KEYS order, its client, packets, bytes, fin and
+        handshake as tuples of theirs: what :func:`wrap_records` makes of the record (a
+        record store's item), made without the dicts. ``app``: the record's ``app``."""
         c, s = self.cdir, self.sdir
         hs = None
         if self.hs_syn is not None or self.hs_synack is not None:
-            hs = _handshake(self.hs_syn, self.hs_synack, self.hs_ack, self.irtt)
-        # the record is the __dict__ of a ConnRecord: the same dict, in a third of the
-        # memory of a dict literal (see ConnRecord)
-        o = ConnRecord()
-        o.type = "connection"
-        o.id = self.id
-        o.proto = "tcp"
-        o.client = _endpoint(self.client[0], self.client[1])
-        o.server = _shared({"ip": self.server[0], "port": self.server[1]})
-        o.state = self.conn_state
-        o.history = "".join(self.history)
-        o.handshake = hs
-        o.first_frame = self.first_frame
-        o.last_frame = self.last_frame
-        o.start_ts = self.start_ts
-        o.duration_s = self.last_ts - self.start_ts
-        o.packets = _sides(c.packets, s.packets)
-        o.bytes = _sides(c.bytes, s.bytes)
-        o.retransmissions = c.retrans + s.retrans
-        o.mss = _shared({"client": c.mss, "server": s.mss})
-        o.wscale = _shared({"client": c.wscale_opt, "server": s.wscale_opt})
-        o.sack_perm = c.sack_perm and s.sack_perm
-        o.timestamps = c.timestamps and s.timestamps
-        o.fin = _sides(c.fin_frame, s.fin_frame)
-        o.rst = _shared({"client": c.rst_frame, "server": s.rst_frame,
-                         "by": ("client" if c.rst_frame is not None and (
-                             s.rst_frame is None or c.rst_frame < s.rst_frame) else
-                             "server" if s.rst_frame is not None else None)})
-        o.missed_bytes = self.missed_bytes()
-        o.reused_ports = self.reused
-        o.app = None
-        return o.__dict__
+            hs = (self.hs_syn, self.hs_synack, self.hs_ack, self.irtt)
+        crst, srst = c.rst_frame, s.rst_frame
+        ip, port = self.server
+        return ("connection", self.id, "tcp", (self.client[0], self.client[1]),
+                _shared(("server", ip, port)), self.conn_state, "".join(self.history), hs,
+                self.first_frame, self.last_frame, self.start_ts,
+                self.last_ts - self.start_ts, (c.packets, s.packets), (c.bytes, s.bytes),
+                c.retrans + s.retrans, _shared(("mss", c.mss, s.mss)),
+                _shared(("wscale", c.wscale_opt, s.wscale_opt)),
+                c.sack_perm and s.sack_perm, c.timestamps and s.timestamps,
+                (c.fin_frame, s.fin_frame), _shared(("rst", crst, srst)),
+                self.missed_bytes(), self.reused, app)
 
 
 class ConnRecord:
@@ -455,19 +442,21 @@ def wrap_records(conns: list) -> list:
 def unwrap_records(items: list) -> list:
     """The records :func:`wrap_records` gave, as dicts again (connection records and their
     sub-records sharing their keys, as record() makes them)."""
-    out = []
-    for x in items:
-        if type(x) is tuple:
-            vals = list(x)
-            for i, _keys, make in _SUBRECORDS:
-                sub = vals[i]
-                if type(sub) is tuple:
-                    vals[i] = make(*sub)
-            o = ConnRecord()
-            x = o.__dict__
-            x.update(zip(CONN_KEYS, vals))
-        out.append(x)
-    return out
+    return [_unwrap_one(x) if type(x) is tuple else x for x in items]
+
+
+def _unwrap_one(x: tuple) -> dict:
+    """One connection record from its wrapped tuple: the __dict__ of a ConnRecord (see
+    there), its sub-records made by their holders."""
+    vals = list(x)
+    for i, _keys, make in _SUBRECORDS:
+        sub = vals[i]
+        if type(sub) is tuple:
+            vals[i] = make(*sub)
+    o = ConnRecord()
+    d = o.__dict__
+    d.update(zip(CONN_KEYS, vals))
+    return d
 
 
 _APP = CONN_KEYS.index("app")
@@ -486,14 +475,24 @@ _SHARED: dict = {}
 MAX_SHARED = 4096
 
 
-def _shared(d: dict) -> dict:
-    k = tuple(d.items())
-    v = _SHARED.get(k)
+def _shared(key: tuple) -> dict:
+    """The sub-record ``key`` names: ``("server", ip, port)``, or ``(name, client value,
+    server value)`` for ``mss``, ``wscale`` and ``rst`` (whose ``by`` it derives)."""
+    v = _SHARED.get(key)
     if v is not None:
         return v
+    kind, a, b = key
+    if kind == "server":
+        v = {"ip": a, "port": b}
+    elif kind == "rst":
+        v = {"client": a, "server": b,
+             "by": ("client" if a is not None and (b is None or a < b) else
+                    "server" if b is not None else None)}
+    else:
+        v = {"client": a, "server": b}
     if len(_SHARED) < MAX_SHARED:
-        _SHARED[k] = d
-    return d
+        _SHARED[key] = v
+    return v
 
 
 # --- Zeek endpoint states and conn_state ----------------------------------------------------
@@ -627,7 +626,7 @@ def _freeze(conns: list, spill: Spill, store=None) -> list:
     out = []
     for i, c in enumerate(conns):
         out.append((len(store), ref, i))
-        store.append(c.record())
+        store.append_wrapped(c.record_values(), "connection")
     return out
 
 
@@ -1182,7 +1181,12 @@ class TcpAnalyzer:
                     conns[i] = None
                     continue
             else:
-                r = c.record()
+                r = c.record_values(app_of(i) if app_of is not None else None)
+                if first_frames is not None:
+                    first_frames.append(r[_FIRST_FRAME])
+                out.append_wrapped(r, "connection")
+                conns[i] = None
+                continue
             if app_of is not None:
                 r["app"] = app_of(i)
             if first_frames is not None:

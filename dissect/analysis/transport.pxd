@@ -21,3 +21,7 @@ cdef class TransportAnalyzer:
     cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
     cdef public set _closed
     cdef public object tcp, udp, app, reasm, conn_first
+
+    # per segment of a split run: a C call
+    @cython.locals(n=cython.Py_ssize_t)
+    cpdef _tag(self, long long phase, object x)

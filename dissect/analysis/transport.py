@@ -123,8 +123,8 @@ class TransportAnalyzer:
                         del self._turns[conn]
                 if conn not in self._closed:
                     self._stream(t, conn, direction, frame)
-                if self.tag:
-                    self._tag((0, frame))
+                    if self.tag:    # (only a stream's parser makes records here)
+                        self._tag(0, frame)
             return Verdict(conn, flags, None, direction, lazy)
         if type(t) is UdpDatagram:
             fid, d = self.udp.feed(t)
@@ -136,14 +136,16 @@ class TransportAnalyzer:
                 self.app.on_datagram(cid, {"client": f.client, "server": f.server, "proto": "udp"},
                                      t.payload, t.frame, t.ts, (t.src, t.sport), (t.dst, t.dport))
                 if self.tag:
-                    self._tag((0, t.frame))
+                    self._tag(0, t.frame)
             return Verdict(cid, (), None, d)
         return Verdict()
 
-    def _tag(self, key) -> None:
-        n = len(self.app.records)
+    def _tag(self, phase: int, x) -> None:
+        """Merge key (phase, x) for the records made since the last call."""
+        recs = self.app.records
+        n = len(recs) if type(recs) is list else recs.size   # a RecordStore
         if n > self._seen:
-            self.record_keys.extend([key] * (n - self._seen))
+            self.record_keys.extend([(phase, x)] * (n - self._seen))
             self._seen = n
 
     def _stream(self, seg, conn: int, direction: int, frame: int) -> None:
@@ -212,7 +214,7 @@ class TransportAnalyzer:
                     self.app.on_stream(conn, meta, it.direction, it.kind, it.value, it.frame, it.ts)
                 self.app.on_close(conn, None)
                 if self.tag:
-                    self._tag(clock)
+                    self._tag(1, clock[1])
         if self.store:
             return self._finish_store()
         conns = self.tcp.drain_records()
