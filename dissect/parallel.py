@@ -40,7 +40,7 @@ from array import array
 from dataclasses import dataclass, field
 
 import dissect.tuples as _tuples
-from dissect.analysis.tcp import unwrap_records, wrap_records
+from dissect.analysis.tcp import unwrap_plain, unwrap_records, wrap_records
 from dissect.analysis.transport import udp_id
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, SynColumns, analyse_frames, finish_summary,
@@ -474,7 +474,8 @@ class _MergedConns:
                 pos[i] += 1
             else:
                 c = self.parts[i].result.connections.get(want)
-            c["id"] = self.maps[i][c["id"]]
+            cid = c["id"]
+            c["id"] = self.maps[i].tcp[cid] if type(cid) is int else self.maps[i].udp[cid]
             yield c
 
 
@@ -491,24 +492,18 @@ class _MergedRecords:
     def __len__(self) -> int:
         return sum(len(p.result.records) for p in self.parts)
 
-    def _part(self, i: int):
+    def _streams(self, i: int) -> list:
+        """Part ``i``'s records as ((phase, a, b, i, position), record), in key order: the
+        longest prefix whose keys do not go down, read in order, and the rest, read by
+        position in key order."""
         p = self.parts[i]
-        keys, st, m = p.record_keys, p.result.records, self.maps[i]
+        keys, st = p.record_keys, p.result.records
         n = len(st)
         ph, ka, kb = keys.phase, keys.a, keys.b
-        # the longest prefix whose keys do not go down: read in order
         k = 1
         while k < n and (ph[k - 1], ka[k - 1], kb[k - 1]) <= (ph[k], ka[k], kb[k]):
             k += 1
         rest = sorted(range(k, n), key=lambda j: (ph[j], ka[j], kb[j], j)) if k < n else []
-
-        def renumber(r):
-            c = r.get("conn")
-            if c is not None:
-                g = m.get(c, m)
-                if g is not m:
-                    r["conn"] = g
-            return r
 
         def prefix():
             it = iter(st)
@@ -518,13 +513,27 @@ class _MergedRecords:
         def suffix():
             for j in rest:
                 yield (ph[j], ka[j], kb[j], i, j), st.get(j)
-        for key, r in heapq.merge(prefix(), suffix(), key=lambda x: x[0]):
-            yield key, renumber(r)
+        return [prefix(), suffix()]
 
     def __iter__(self):
         _once(self)
-        for _key, r in heapq.merge(*(self._part(i) for i in range(len(self.parts))),
-                                   key=lambda x: x[0]):
+        streams: list = []
+        for i in range(len(self.parts)):
+            streams += self._streams(i)
+        tcps = [m.tcp for m in self.maps]
+        udps = [m.udp for m in self.maps]
+        # keys are unique (part, position): the merge never compares two records
+        for key, r in heapq.merge(*streams):
+            c = r.get("conn")
+            if c is not None:
+                if type(c) is int:
+                    tcp = tcps[key[3]]
+                    if 0 <= c < len(tcp):
+                        r["conn"] = tcp[c]
+                else:
+                    g = udps[key[3]].get(c)
+                    if g is not None:
+                        r["conn"] = g
             yield r
 
 
@@ -708,7 +717,7 @@ def load_result(path: str) -> ShardResult:
                 blobs = FileBlobs(os.dup(f.fileno()))
                 off = f.tell()
                 r.result.connections, off = RecordStore.from_file(
-                    blobs, off, counts[0], types[0], wrap_records, unwrap_records)
+                    blobs, off, counts[0], types[0], wrap_records, unwrap_plain)
                 r.result.records, off = RecordStore.from_file(blobs, off, counts[1],
                                                               types[1])
                 return r

@@ -59,6 +59,26 @@ def test_wrapped_connection_records_round_trip():
     assert [list(c) for c in back] == [list(c) for c in res.connections]   # key order
 
 
+def _shape(x):
+    """A record with every dict as (keys in order, values): equal only with the same order."""
+    if isinstance(x, dict):
+        return [(k, _shape(v)) for k, v in x.items()]
+    if isinstance(x, (list, tuple)):
+        return [_shape(v) for v in x]
+    return x
+
+
+@pytest.mark.parametrize("path", PCAPS)
+def test_plain_unwrap_equals_the_kept_records(path):
+    # the records a streamed pass reads (plain dicts) are the records a run keeps
+    from dissect.engine import Engine
+    from dissect.analysis.tcp import unwrap_plain
+    conns = Engine(path).run().connections
+    wrapped = wrap_records(conns)
+    assert _shape(unwrap_plain(wrapped)) == _shape(unwrap_records(wrapped)) == _shape(conns)
+    assert any(type(w) is tuple for w in wrapped) == any(c["proto"] == "tcp" for c in conns)
+
+
 def test_hand_over_through_a_file(tmp_path):
     a = RecordStore(batch=5)
     b = RecordStore(wrap_records, unwrap_records, batch=3)

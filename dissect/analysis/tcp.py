@@ -463,9 +463,38 @@ _APP = CONN_KEYS.index("app")
 _FIRST_FRAME = CONN_KEYS.index("first_frame")
 
 
+def unwrap_plain(items: list) -> list:
+    """:func:`unwrap_records` made as plain dicts: the same records (keys, order, values),
+    made several times faster, in about three times the memory. For records read once and
+    let go (a record store's, read by one pass of observers); records that are kept are
+    made by unwrap_records."""
+    return [_plain(x) if type(x) is tuple else x for x in items]
+
+
+def _plain(x: tuple) -> dict:
+    (rtype, cid, proto, client, server, state, history, hs, first, last, start, dur, pk, by,
+     retrans, mss, wscale, sack, tsopt, fin, rst, missed, reused, app) = x
+    if type(client) is tuple:
+        client = {"ip": client[0], "port": client[1]}
+    if type(hs) is tuple:
+        hs = {"syn": hs[0], "syn_ack": hs[1], "ack": hs[2], "rtt_s": hs[3]}
+    if type(pk) is tuple:
+        pk = {"client": pk[0], "server": pk[1]}
+    if type(by) is tuple:
+        by = {"client": by[0], "server": by[1]}
+    if type(fin) is tuple:
+        fin = {"client": fin[0], "server": fin[1]}
+    return {"type": rtype, "id": cid, "proto": proto, "client": client, "server": server,
+            "state": state, "history": history, "handshake": hs, "first_frame": first,
+            "last_frame": last, "start_ts": start, "duration_s": dur, "packets": pk,
+            "bytes": by, "retransmissions": retrans, "mss": mss, "wscale": wscale,
+            "sack_perm": sack, "timestamps": tsopt, "fin": fin, "rst": rst,
+            "missed_bytes": missed, "reused_ports": reused, "app": app}
+
+
 def _conn_store():
     from dissect.store import RecordStore
-    return RecordStore(wrap_records, unwrap_records, prefix="dissect-conns-")
+    return RecordStore(wrap_records, unwrap_plain, prefix="dissect-conns-")
 
 
 # Equal sub-records that most connections share (the server's address, MSS, window scale,
