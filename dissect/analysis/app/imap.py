@@ -31,6 +31,10 @@ _LITERAL = re.compile(rb"\{(\d{1,12})(\+|-)?\}$")
 
 IMAP_COMMANDS = frozenset(["CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID", "ENABLE", "ID", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "GETACL", "SETACL", "DELETEACL", "LISTRIGHTS", "MYRIGHTS", "COMPRESS", "GETMETADATA", "SETMETADATA", "XLIST", "ESEARCH", "SORT", "THREAD"])
 
+# a server's first line that is a tagged status reply (probe), and a command tag
+_TAGGED_STATUS = re.compile(rb"^[A-Za-z0-9.]+ (OK|NO|BAD) ")
+_TAG = re.compile(rb"^[A-Za-z0-9._-]{1,32}$")
+
 
 class _LogicalLines:
     """Logical IMAP lines of one direction: text with literals spliced out and counted."""
@@ -102,7 +106,7 @@ class ImapParser(StreamParser):
             first = server_head.split(b"\n", 1)[0].upper()
             if first.startswith((b"* OK", b"* PREAUTH", b"* BYE")):
                 score = 0.9 if b"IMAP" in first else 0.7
-            elif re.match(rb"^[A-Za-z0-9.]+ (OK|NO|BAD) ", first) or first.startswith(b"* "):
+            elif _TAGGED_STATUS.match(first) or first.startswith(b"* "):
                 score = 0.5
             else:
                 return 0.0
@@ -308,7 +312,7 @@ def dissect_payload(data: bytes, offset: int) -> list[Layer]:
     untagged = parts[0] in (b"*", b"+")
     if not untagged and word not in IMAP_COMMANDS and word not in ("OK", "NO", "BAD"):
         return []
-    if not untagged and not re.match(rb"^[A-Za-z0-9._-]{1,32}$", parts[0]):
+    if not untagged and not _TAG.match(parts[0]):
         return []
     layer = Layer("imap", offset, len(data))
     for start, line in lines:
