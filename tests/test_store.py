@@ -71,8 +71,8 @@ def _shape(x):
 @pytest.mark.parametrize("path", PCAPS)
 def test_plain_unwrap_equals_the_kept_records(path):
     # the records a streamed pass reads (plain dicts) are the records a run keeps
-    from dissect.engine import Engine
     from dissect.analysis.tcp import unwrap_plain
+    from dissect.engine import Engine
     conns = Engine(path).run().connections
     wrapped = wrap_records(conns)
     assert _shape(unwrap_plain(wrapped)) == _shape(unwrap_records(wrapped)) == _shape(conns)

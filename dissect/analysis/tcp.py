@@ -348,7 +348,6 @@ class Connection:
         hs = None
         if self.hs_syn is not None or self.hs_synack is not None:
             hs = (self.hs_syn, self.hs_synack, self.hs_ack, self.irtt)
-        crst, srst = c.rst_frame, s.rst_frame
         ip, port = self.server
         return ("connection", self.id, "tcp", (self.client[0], self.client[1]),
                 _shared(("server", ip, port)), self.conn_state, "".join(self.history), hs,
@@ -357,7 +356,7 @@ class Connection:
                 c.retrans + s.retrans, _shared(("mss", c.mss, s.mss)),
                 _shared(("wscale", c.wscale_opt, s.wscale_opt)),
                 c.sack_perm and s.sack_perm, c.timestamps and s.timestamps,
-                (c.fin_frame, s.fin_frame), _shared(("rst", crst, srst)),
+                (c.fin_frame, s.fin_frame), _shared(("rst", c.rst_frame, s.rst_frame)),
                 self.missed_bytes(), self.reused, app)
 
 
