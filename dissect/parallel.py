@@ -420,10 +420,10 @@ class ConnMap:
         return self.get(k, self) is not self
 
 
-def _conn_order(parts: list[ShardResult]) -> tuple[list, list]:
+def _conn_order(parts: list[ShardResult]) -> tuple[list, tuple]:
     """The global ids (ConnMap per part) and, in global order, (part, position in its
-    store) of every connection: TCP in order of first frame, then UDP the same way, as
-    the list merge numbers them."""
+    store) of every connection, as two columns: TCP in order of first frame, then UDP the
+    same way, as the list merge numbers them."""
     maps = [ConnMap() for _ in parts]
     tcp, udp = [], []
     for i, p in enumerate(parts):
@@ -434,14 +434,17 @@ def _conn_order(parts: list[ShardResult]) -> tuple[list, list]:
             (tcp if pos < ntcp else udp).append((ff[pos], i, pos))
     tcp.sort()
     udp.sort()
-    order = []
+    part, place = array("i"), array("q")
     for n, (_f, i, pos) in enumerate(tcp):
         maps[i].tcp[pos] = n
-        order.append((i, pos))
+        part.append(i)
+        place.append(pos)
+    del tcp
     for n, (_f, i, pos) in enumerate(udp):
         maps[i].udp[udp_id(pos - parts[i].conn_first[1])] = udp_id(n)
-        order.append((i, pos))
-    return maps, order
+        part.append(i)
+        place.append(pos)
+    return maps, (part, place)
 
 
 def _once(stream) -> None:
@@ -460,13 +463,13 @@ class _MergedConns:
         self.read = False
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.order[0])
 
     def __iter__(self):
         _once(self)
         its = [iter(p.result.connections) for p in self.parts]
         pos = [0] * len(self.parts)
-        for i, want in self.order:
+        for i, want in zip(*self.order):
             # a part's store is in id order, which is its order of first frames for TCP
             # and of UDP flows: ``want`` is its next record unless ids were out of order
             if pos[i] == want:
@@ -547,7 +550,7 @@ def _merge_streamed(paths: list[str], parts: list[ShardResult]) -> Result:
     res.connections = _MergedConns(parts, maps, order)
     res.records = _MergedRecords(parts, maps)
     if all(p.slowest is not None for p in parts):
-        res.slowest_timings = _merge_slowest(parts, maps, None, len(order))
+        res.slowest_timings = _merge_slowest(parts, maps, None, len(order[0]))
     _merge_rest(res, parts, maps)
     res.streamed = True
     return res
