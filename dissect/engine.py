@@ -174,6 +174,7 @@ class Engine:
             res.connections, res.records = transport.finish()
             if self.stream and type(res.records) is not list:
                 res.streamed = True
+                fold_summary(res.summary, transport)
             else:
                 finish_summary(res)
         return res
@@ -251,6 +252,37 @@ def analyse_frames(frames, res: Result, transport, on_frame=None, progress=None,
     retransmission lists, ``on_frame``. ``frames`` yields Frames in file order (or one
     worker's share of them, in file order); with ``decoded``, (Frame, Decoded) pairs."""
     summary = res.summary
+    summary.fold_hook = _fold_hook(transport)
+    try:
+        _analyse(frames, res, summary, transport, on_frame, progress, decoded)
+    finally:
+        summary.fold_hook = None
+
+
+def _fold_hook(transport):
+    """What the summary calls now and then during a run (CaptureSummary.fold_hook): the
+    packet/byte cells of TCP connections that are dormant (over, and quiet for a while)
+    and whose application protocol is known are folded into that protocol's sums. A
+    dormant connection that a later segment wakes gets a new cell, folded later with the
+    same protocol (the dispatcher names a connection's protocol once), so the sums are
+    the same as folding at the end; a dormant connection without a protocol has its cell
+    parked as columns (FTP data linking may name one at the end)."""
+    if transport is None or transport.app is None:
+        return None
+    conns, protos = transport.tcp.connections, transport.app.protocols
+
+    def app_if_done(cid):
+        if type(cid) is int and 0 <= cid < len(conns) and type(conns[cid]) is tuple:
+            return protos.get(cid) or ""
+        return None
+
+    def fold(summary) -> None:
+        summary.fold_conns(app_if_done)
+    return fold
+
+
+def _analyse(frames, res: Result, summary, transport, on_frame, progress,
+             decoded: bool) -> None:
     empty = Verdict()
     syns = res.syns
     retrans = res.retrans
@@ -294,15 +326,31 @@ def unsupported_error(res: Result, path: str) -> None:
             path=path, frame=summary.anomalies[unsupported[0]][1][0])
 
 
+def fold_summary(summary: CaptureSummary, transport) -> None:
+    """A streamed run's summary, once its pass is over: every connection's application
+    protocol is final then (the run that would change one, FTP data linking, gives
+    lists), so the per-connection cells are folded into their application's sums now
+    instead of being kept, and merged, until the records are read."""
+    app = transport.app
+    summary.fold_apps(app.protocols.get if app is not None else None)
+
+
 class SummaryObserver(Observer):
     """What the summary learns once connections and records are known: each connection's
-    application protocol, and the application parsers' anomalies (an observer)."""
+    application protocol (unless the summary has folded its per-connection cells
+    already: :func:`fold_summary`), and the application parsers' anomalies (an
+    observer)."""
 
     def __init__(self, summary: CaptureSummary):
         self.summary = summary
         self.apps: dict = {}
 
+    def start(self, res) -> None:
+        self._want = bool(self.summary._conn_cells)
+
     def conn(self, c: dict) -> None:
+        if not self._want:
+            return
         app = c.get("app")
         if app:
             self.apps[c["id"]] = app

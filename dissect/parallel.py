@@ -44,7 +44,8 @@ from dissect.analysis.tcp import unwrap_plain, unwrap_records, wrap_records
 from dissect.analysis.transport import udp_id
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (Engine, Result, SynColumns, analyse_frames, finish_summary,
-                            gc_paused, new_transport, repeated_syns, unsupported_error)
+                            fold_summary, gc_paused, new_transport, repeated_syns,
+                            unsupported_error)
 from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, CaptureReader, Frame
@@ -315,6 +316,7 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
         out.record_keys = transport.record_keys
         if isinstance(res.connections, RecordStore):
             out.conn_first = transport.conn_first
+            fold_summary(res.summary, transport)
     return out
 
 

@@ -30,8 +30,11 @@ import math
 import statistics
 import sys
 
+from array import array
+
 from dissect.analysis.observe import Observer
 from dissect.analysis.observe import run as run_observer
+from dissect.columns.compact import Column, IdIndex, Sparse, is_sorted, order_by
 
 # A request repeated later than this after a failure is a new request, not a retry.
 RETRY_WINDOW_S = 120.0
@@ -182,22 +185,166 @@ def _endpoint_map(conns: list) -> dict:
     return {c["id"]: _ends(c) for c in conns}
 
 
-def _tcp_conn(c, canon: dict) -> tuple:
-    """(endpoints, start ts, first frame, outcome) of a TCP connection record; the
-    endpoints tuple is shared by every connection between the same client and server
-    (``canon``: (client ip, server ip, server port) -> endpoints)."""
-    cip, sv = c["client"]["ip"], c["server"]
-    sip, sport = sv["ip"], sv["port"]
-    e = canon.get((cip, sip, sport))
-    if e is None:
-        cip, sip = _s(cip), _s(sip)
-        e = canon[(cip, sip, sport)] = (cip, sys.intern(f"{sip}:{sport}"))
-    return (e, c["start_ts"], c["first_frame"], _OUTCOMES.get(c.get("state"), _CONNECTED))
+# a connection's outcome as _TcpTable keeps it (a byte): 0 is connected
+_OUTCOME_NAMES = (_CONNECTED, "unanswered", "refused")
+_OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOME_NAMES)}
 
 
-def _tcp_map(conns: list) -> dict:
-    canon: dict = {}
-    return {c["id"]: _tcp_conn(c, canon) for c in conns if c["proto"] == "tcp"}
+class _TcpTable:
+    """What chains and breakers keep of each TCP connection, as columns (about 30 bytes a
+    connection): its endpoints (an index into ``ends``, the (client ip, "server
+    ip:port") tuples, one per distinct pair), start ts, first frame, outcome, and whether
+    HTTP records were seen on it; ``rows`` maps connection ids to rows."""
+
+    def __init__(self):
+        self.ends: list = []
+        self._canon: dict = {}       # (client ip, server ip, server port) -> ends index
+        self._index: dict = {}       # ends tuple -> its index
+        self.rows = IdIndex()
+        self.e = array("i")
+        self.ts = Column("d")
+        self.frame = Column("q")
+        self.outcome = bytearray()
+        self.has_http = bytearray()
+
+    def add(self, c) -> None:
+        cip, sv = c["client"]["ip"], c["server"]
+        sip, sport = sv["ip"], sv["port"]
+        k = (cip, sip, sport)
+        ei = self._canon.get(k)
+        if ei is None:
+            cip, sip = _s(cip), _s(sip)
+            e = (cip, sys.intern(f"{sip}:{sport}"))
+            ei = self._index.get(e)
+            if ei is None:
+                ei = self._index[e] = len(self.ends)
+                self.ends.append(e)
+            self._canon[(cip, sip, sport)] = ei
+        self.rows.set(c["id"], len(self.e))
+        self.e.append(ei)
+        self.ts.append(c["start_ts"])
+        self.frame.append(c["first_frame"])
+        self.outcome.append(_OUTCOME_CODE[_OUTCOMES.get(c.get("state"), _CONNECTED)])
+        self.has_http.append(0)
+
+    def ends_of(self, cid):
+        """The endpoints tuple of connection ``cid``, None when it is not a TCP one."""
+        row = self.rows.get(cid)
+        return None if row < 0 else self.ends[self.e[row]]
+
+    def reconnect_out(self) -> list:
+        """tcp-reconnect chains: per client and server (in order of first connection), in
+        start order, runs of failed connections ended by one that connected (or by the
+        end), broken by a gap over RETRY_WINDOW_S."""
+        n = len(self.e)
+        e_, ts, fr, oc = self.e, self.ts, self.frame, self.outcome
+        failing = {e_[i] for i in range(n) if oc[i]}
+        if not failing:
+            return []
+        order = range(n) if is_sorted(ts) else order_by((ts,))
+        runs: dict = {}
+        outs: dict = {}
+        for i in order:
+            ei = e_[i]
+            if ei not in failing:
+                continue        # only connected ones: no chain
+            run = runs.get(ei)
+            if run is None:
+                run = runs[ei] = []
+                outs[ei] = []
+            t = ts[i]
+            if run and t - run[-1]["ts"] > RETRY_WINDOW_S:
+                run = runs[ei] = []
+            run.append({"frame": fr[i], "ts": t, "outcome": _OUTCOME_NAMES[oc[i]]})
+            if not oc[i]:
+                if len(run) >= 2:
+                    cip, server = self.ends[ei]
+                    outs[ei].append(_chain("tcp-reconnect", cip, server, "connect", run,
+                                           True))
+                runs[ei] = []
+        for ei, run in runs.items():
+            if len(run) >= 2:
+                cip, server = self.ends[ei]
+                outs[ei].append(_chain("tcp-reconnect", cip, server, "connect", run, False))
+        return [c for lst in outs.values() for c in lst]
+
+
+def _tcp_table(conns: list) -> _TcpTable:
+    t = _TcpTable()
+    for c in conns:
+        if c["proto"] == "tcp":
+            t.add(c)
+    return t
+
+
+class _Items:
+    """HTTP requests of one chain group as columns: what _http_item gives of each."""
+
+    __slots__ = ("ts", "frame", "status", "retry_after", "response_ts", "idem")
+
+    def __init__(self):
+        self.ts, self.frame, self.status = Column("d"), Column("q"), Column("q")
+        self.retry_after, self.response_ts, self.idem = Sparse(), Column("d"), Sparse()
+
+    def append(self, item: tuple) -> None:
+        ts, frame, st, ra, rts, idem = item
+        self.ts.append(ts)
+        self.frame.append(frame)
+        self.status.append(st)
+        self.retry_after.append(ra)
+        self.response_ts.append(rts)
+        self.idem.append(idem)
+
+    def __getitem__(self, i: int) -> tuple:
+        return (self.ts[i], self.frame[i], self.status[i], self.retry_after[i],
+                self.response_ts[i], self.idem[i])
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class _Calls:
+    """A breaker's calls per client and server (an ends index): (ts, frame, ok) as
+    columns."""
+
+    def __init__(self):
+        self.by: dict = {}
+
+    def add(self, ei: int, ts, frame, ok: bool) -> None:
+        c = self.by.get(ei)
+        if c is None:
+            c = self.by[ei] = (Column("d"), Column("q"), bytearray())
+        c[0].append(ts)
+        c[1].append(frame)
+        c[2].append(ok)
+
+    def out(self, tcp: _TcpTable) -> list:
+        """The breakers, client and server pairs in order of their first connection
+        that made a call: an HTTP call, or itself when it failed and carried none (those
+        are added now)."""
+        order: dict = {}
+        e_, oc, hh = tcp.e, tcp.outcome, tcp.has_http
+        for row in range(len(e_)):
+            if hh[row] or oc[row]:
+                ei = e_[row]
+                if ei not in order:
+                    order[ei] = None
+                if not hh[row]:
+                    self.add(ei, tcp.ts[row], tcp.frame[row], False)
+        out = []
+        for ei in order:
+            ts, fr, ok = self.by[ei]
+            rows = range(len(ts)) if not ts.other else \
+                [j for j in range(len(ts)) if ts[j] is not None]
+            if len(rows) < MIN_BREAKER_CALLS:
+                continue
+            idx = order_by((ts, fr, ok), rows)
+            client, server = tcp.ends[ei]
+            b = _breaker(client, server, [ts[j] for j in idx], lambda k: fr[idx[k]],
+                         lambda k: bool(ok[idx[k]]))
+            if b is not None:
+                out.append(b)
+        return out
 
 
 def _syn_groups(syns: list) -> dict:
@@ -259,10 +406,14 @@ def _http_item(r) -> tuple:
 
 def _add_http(groups: dict, r, e: tuple, item: tuple) -> None:
     """An HTTP request that can be retried (``item``: its _http_item), grouped by what a
-    retry repeats."""
+    retry repeats (the groups' items as columns: _Items)."""
     if r.get("method") and item[0] is not None:
-        _group(groups, (e, r.get("method"), r.get("host"), r.get("target"),
-                        r.get("request_body_sha256")), item)
+        key = (e, r.get("method"), r.get("host"), r.get("target"),
+               r.get("request_body_sha256"))
+        g = groups.get(key)
+        if g is None:
+            g = groups[_new_key(key)] = _Items()
+        g.append(item)
 
 
 def _http_run(items: list) -> list:
@@ -389,33 +540,8 @@ def rto_chains(retrans: list, conns: list) -> list:
     return _rto_out(groups, {c["id"]: _rto_ends(c) for c in conns if c["id"] in need})
 
 
-def _reconnect_out(tcp: dict) -> list:
-    """``tcp``: connection id -> _tcp_conn tuple, in the connections' order."""
-    by: dict = {}
-    for e, ts, frame, o in sorted(tcp.values(), key=_start_ts):
-        by.setdefault(e, []).append((ts, frame, o))
-    out = []
-    for (cip, server), cs in by.items():
-        run = []
-        for ts, frame, o in cs:
-            if run and ts - run[-1]["ts"] > RETRY_WINDOW_S:
-                run = []
-            run.append({"frame": frame, "ts": ts, "outcome": o})
-            if o == _CONNECTED:
-                if len(run) >= 2:
-                    out.append(_chain("tcp-reconnect", cip, server, "connect", run, True))
-                run = []
-        if len(run) >= 2:
-            out.append(_chain("tcp-reconnect", cip, server, "connect", run, False))
-    return out
-
-
-def _start_ts(t: tuple):
-    return t[1]
-
-
 def reconnect_chains(conns: list) -> list:
-    return _reconnect_out(_tcp_map(conns))
+    return _tcp_table(conns).reconnect_out()
 
 
 def _hdr(r, name):
@@ -426,24 +552,27 @@ def _hdr(r, name):
 
 
 def _http_out(groups: dict) -> list:
+    """``groups``: _add_http's. Each group's requests in time order (ties in arrival
+    order); a run of failures ended by a success (or by the end), broken by a gap over
+    RETRY_WINDOW_S, is a chain when it has two attempts or more."""
     out = []
-    for ((client, server), method, host, target, _digest), rs in groups.items():
-        rs.sort(key=_ts_or_0)
-        run: list = []
-        for it in rs:
-            st = it[2]
+    for ((client, server), method, host, target, _digest), g in groups.items():
+        ts, status = g.ts, g.status
+        run: list = []      # row numbers
+        for i in order_by((ts,)):
+            st = status[i]
             failed = st is None or st in RETRYABLE
-            if run and (it[0] - run[-1][0] > RETRY_WINDOW_S):
+            if run and (ts[i] - ts[run[-1]] > RETRY_WINDOW_S):
                 run = []
-            run.append(it)
+            run.append(i)
             if not failed:
                 if len(run) >= 2:
                     out.append(_http_chain(client, server, method, host, target,
-                                           _http_run(run), True))
+                                           _http_run([g[j] for j in run]), True))
                 run = []
         if len(run) >= 2:
-            out.append(_http_chain(client, server, method, host, target, _http_run(run),
-                                   False))
+            out.append(_http_chain(client, server, method, host, target,
+                                   _http_run([g[j] for j in run]), False))
     return out
 
 
@@ -603,70 +732,67 @@ def storms(chains: list) -> list:
 
 # ----------------------------------------------------------------------------- breakers
 
-def _calls(tcp: dict, http_calls: dict) -> dict:
-    """Per (client ip, server endpoint): calls (ts, frame, ok), each TCP connection's in
-    the connections' order: its HTTP calls (``http_calls``: connection id -> _http_item
-    tuples), or the connection itself when it failed and carried none."""
-    calls: dict = {}
-    for cid, (e, ts, frame, o) in tcp.items():
-        hs = http_calls.get(cid)
-        if hs:
-            calls.setdefault(e, []).extend([(h[0], h[1], _ok(h[2])) for h in hs])
-        elif o != _CONNECTED:
-            calls.setdefault(e, []).append((ts, frame, False))
-    return calls
-
-
 def _ok(st) -> bool:
     """An HTTP call a breaker counts as a success: answered, not 5xx nor 429."""
     return st is not None and st < 500 and st != 429
 
 
-def _breakers(calls: dict) -> list:
-    out = []
-    for (client, server), cs in calls.items():
-        cs = sorted(x for x in cs if x[0] is not None)
-        if len(cs) < MIN_BREAKER_CALLS:
+def _breaker(client, server, tss: list, frame_at, ok_at) -> dict | None:
+    """The breaker of one client and server, from its calls in (ts, frame, ok) order:
+    ``tss`` their timestamps, ``frame_at(k)`` and ``ok_at(k)`` the k-th call's frame and
+    outcome; None when the calls show none."""
+    n = len(tss)
+    gaps = [tss[k + 1] - tss[k] for k in range(n - 1)]
+    usual = statistics.median(sorted(gaps)[: max(1, len(gaps) // 2)])
+    if usual <= 0:
+        return None
+    trans, fails, threshold, opens = [], 0, None, []
+    state = "closed"
+    for i in range(n):
+        ts = tss[i]
+        if state == "open":
+            trans.append({"state": "half-open", "ts": ts, "frame": frame_at(i)})
+            state = "half-open"
+        if ok_at(i):
+            fails = 0
+            if state == "half-open":
+                trans.append({"state": "closed", "ts": ts, "frame": frame_at(i)})
+            state = "closed"
             continue
-        gaps = [b[0] - a[0] for a, b in zip(cs, cs[1:])]
-        usual = statistics.median(sorted(gaps)[: max(1, len(gaps) // 2)])
-        if usual <= 0:
-            continue
-        trans, fails, threshold, opens = [], 0, None, []
-        state = "closed"
-        for i, (ts, frame, ok) in enumerate(cs):
-            if state == "open":
-                trans.append({"state": "half-open", "ts": ts, "frame": frame})
-                state = "half-open"
-            if ok:
-                fails = 0
-                if state == "half-open":
-                    trans.append({"state": "closed", "ts": ts, "frame": frame})
-                state = "closed"
-                continue
-            fails += 1
-            nxt = cs[i + 1][0] if i + 1 < len(cs) else None
-            long_gap = nxt is not None and nxt - ts > BREAKER_GAP_FACTOR * usual
-            if long_gap and (state == "half-open" or fails >= 2):
-                if threshold is None:
-                    threshold = fails
-                trans.append({"state": "open", "ts": ts, "frame": frame})
-                opens.append(nxt - ts)
-                state = "open"
-        if opens and any(t["state"] == "half-open" for t in trans):
-            out.append({"type": "breaker", "client": client, "server": server,
-                        "transitions": trans, "failure_threshold": threshold,
-                        "open_s": round(statistics.median(opens), 6),
-                        "call_interval_s": round(usual, 6)})
-    return out
+        fails += 1
+        nxt = tss[i + 1] if i + 1 < n else None
+        long_gap = nxt is not None and nxt - ts > BREAKER_GAP_FACTOR * usual
+        if long_gap and (state == "half-open" or fails >= 2):
+            if threshold is None:
+                threshold = fails
+            trans.append({"state": "open", "ts": ts, "frame": frame_at(i)})
+            opens.append(nxt - ts)
+            state = "open"
+    if opens and any(t["state"] == "half-open" for t in trans):
+        return {"type": "breaker", "client": client, "server": server,
+                "transitions": trans, "failure_threshold": threshold,
+                "open_s": round(statistics.median(opens), 6),
+                "call_interval_s": round(usual, 6)}
+    return None
+
+
+def _add_call(tcp: _TcpTable, calls: _Calls, cid, item: tuple) -> bool:
+    """An HTTP call (``item``: its _http_item) on connection ``cid``, for breakers; False
+    when ``cid`` is not a TCP connection of ``tcp`` (then it is no breaker's call)."""
+    row = tcp.rows.get(cid)
+    if row < 0:
+        return False
+    tcp.has_http[row] = 1
+    calls.add(tcp.e[row], item[0], item[1], _ok(item[2]))
+    return True
 
 
 def breakers(records: list, conns: list) -> list:
-    http_calls: dict = {}
+    tcp, calls = _tcp_table(conns), _Calls()
     for r in records:
         if r.get("type") == "http":
-            http_calls.setdefault(r.get("conn"), []).append(_http_item(r))
-    return _breakers(_calls(_tcp_map(conns), http_calls))
+            _add_call(tcp, calls, r.get("conn"), _http_item(r))
+    return calls.out(tcp)
 
 
 # ----------------------------------------------------------------------------- observer
@@ -675,10 +801,9 @@ class RetryObserver(Observer):
     """Every retry chain, storm and breaker of a run (what :func:`detect` returns), from
     one pass over its records. ``syns``: the SYNs to chain, ``res.syns`` when None.
 
-    Kept per TCP connection: its _tcp_conn tuple (the endpoints tuple in it shared by all
-    connections between one client and one server), ~190 bytes with the id; per HTTP
-    record on a TCP connection its _http_item tuple (~270 bytes with the dict and list
-    slots that hold it, in the chains' groups and the connection's breaker calls); per DNS
+    Kept per TCP connection: a row of _TcpTable's columns (about 30 bytes); per HTTP
+    request on a TCP connection a row of its chain group's columns (_Items, about 35
+    bytes) and of its client and server's breaker calls (_Calls, 17 bytes); per DNS
     query, gRPC call and SMTP transaction a tuple of four or five scalars. Of UDP flows
     nothing: the records that HTTP, gRPC and SMTP chains name endpoints for come from TCP
     streams only (UDP carries DNS and the datagram protocols, whose chains name none)."""
@@ -695,10 +820,9 @@ class RetryObserver(Observer):
         # those connections' endpoints are kept (the segments are grouped again at the end)
         self._rto_need = _rto_need(_rto_groups(getattr(res, "retrans", [])))
         self._rto_ends = {}
-        self._canon = {}
-        self._tcp = {}            # connection id -> _tcp_conn tuple
+        self._tcp = _TcpTable()
         self._http = {}           # _add_http groups
-        self._http_calls = {}     # connection id -> [_http_item tuple]
+        self._calls = _Calls()
         self._dns = {}
         self._grpc = {}
         self._grpc_prev = []
@@ -714,40 +838,34 @@ class RetryObserver(Observer):
             k = _syn_answered(c, self._again)
             if k is not None:
                 self._answered.add(k)
-        self._tcp[cid] = _tcp_conn(c, self._canon)
+        self._tcp.add(c)
 
     def record(self, r: dict) -> None:
         t = r.get("type")
         if t == "http":
             cid = r.get("conn")
-            tc = self._tcp.get(cid)
             it = _http_item(r)
-            if tc is None:
-                _add_http(self._http, r, _NO_ENDS, it)
-                return
-            # the same tuple serves the chains and the connection's breaker calls
-            hs = self._http_calls.get(cid)
-            if hs is None:
-                self._http_calls[cid] = [it]
+            # the same item serves the chains and the connection's breaker calls
+            if _add_call(self._tcp, self._calls, cid, it):
+                _add_http(self._http, r, self._tcp.ends_of(cid), it)
             else:
-                hs.append(it)
-            _add_http(self._http, r, tc[0], it)
+                _add_http(self._http, r, _NO_ENDS, it)
         elif t == "dns":
             _add_dns(self._dns, r)
         elif t == "grpc":
-            tc = self._tcp.get(r.get("conn"))
-            _add_grpc(self._grpc, self._grpc_prev, r, _NO_ENDS if tc is None else tc[0])
+            e = self._tcp.ends_of(r.get("conn"))
+            _add_grpc(self._grpc, self._grpc_prev, r, _NO_ENDS if e is None else e)
         elif t == "smtp-envelope":
-            tc = self._tcp.get(r.get("conn"))
-            _add_smtp(self._smtp, r, _NO_ENDS if tc is None else tc[0])
+            e = self._tcp.ends_of(r.get("conn"))
+            _add_smtp(self._smtp, r, _NO_ENDS if e is None else e)
 
     def finish(self, res) -> list[dict]:
         rto = _rto_groups(getattr(res, "retrans", []))
         chains = _syn_out(self._syn, self._answered) + _rto_out(rto, self._rto_ends) + \
-            _reconnect_out(self._tcp) + _http_out(self._http) + _dns_out(self._dns) + \
+            self._tcp.reconnect_out() + _http_out(self._http) + _dns_out(self._dns) + \
             _grpc_out(self._grpc, self._grpc_prev) + _generic("smtp", self._smtp)
         chains.sort(key=_first_ts)
-        return chains + storms(chains) + _breakers(_calls(self._tcp, self._http_calls))
+        return chains + storms(chains) + self._calls.out(self._tcp)
 
 
 def _first_ts(c: dict):

@@ -4,14 +4,56 @@ the number of distinct chains/conversations/anomaly names, not with the frames."
 
 from __future__ import annotations
 
+from array import array
+
 import dissect.tuples as _tuples
 from dissect.osi import layer_of
 
 # (protocol chain, source, destination) cells kept; beyond this, new address pairs are
 # counted per chain only, so a scan of millions of hosts cannot grow memory without bound.
 MAX_CONVERSATIONS = 200_000
+# add_conn calls between two calls of the fold hook (a power of two, minus one).
+FOLD_MASK = (1 << 12) - 1
 # Examples (frame numbers) kept per anomaly name.
 MAX_ANOMALY_EXAMPLES = 5
+
+
+def _add_cells(into: dict, cells: dict) -> None:
+    """Add ``cells`` (key -> [packets, bytes]) into ``into``."""
+    for k, (pk, by) in cells.items():
+        r = into.get(k)
+        if r is None:
+            into[k] = [pk, by]
+        else:
+            r[0] += pk
+            r[1] += by
+
+
+class _Parked:
+    """Per-connection cells as columns: ((chain, id), (packets, bytes)) in 28 bytes each
+    (TCP connection ids are ints), chains by index."""
+
+    def __init__(self):
+        self.chains: list = []
+        self._index: dict = {}
+        self.chain, self.conn = array("i"), array("q")
+        self.packets, self.bytes = array("q"), array("q")
+
+    def add(self, key: tuple, pk: int, by: int) -> None:
+        chain, conn = key
+        i = self._index.get(chain)
+        if i is None:
+            i = self._index[chain] = len(self.chains)
+            self.chains.append(chain)
+        self.chain.append(i)
+        self.conn.append(conn)
+        self.packets.append(pk)
+        self.bytes.append(by)
+
+    def __iter__(self):
+        chains = self.chains
+        for k in range(len(self.conn)):
+            yield ((chains[self.chain[k]], self.conn[k]), (self.packets[k], self.bytes[k]))
 
 
 class CaptureSummary:
@@ -33,11 +75,21 @@ class CaptureSummary:
         # layer into the hierarchy and the per-layer counts
         self._conn_cells: dict[tuple, list] = {}
         self.apps: dict = {}
+        # chain + (application protocol,) -> [packets, bytes]: the per-connection cells
+        # folded in once each connection's application was known (fold_apps)
+        self._app_cells: dict[tuple, list] = {}
+        # the cells of connections that are over without an application protocol (it
+        # may still be named at the end: FTP data linking), as columns (_Parked)
+        self._parked = None
         # the cell of the last (chain, src, dst) and of the last (chain, connection) added
         # to: consecutive frames are mostly of the same conversation, and a hit on these
         # (the same objects) skips hashing the key
         self._lchain = self._lsrc = self._ldst = self._lcell = None
         self._cchain = self._cconn = self._ccell = None
+        # called with the summary every FOLD_EVERY add_conn calls while a run goes on
+        # (the engine's: fold the cells of connections that are over, fold_conns)
+        self.fold_hook = None
+        self._nadd = 0
 
     def add(self, fr, decoded) -> None:
         """Per frame: one dict update keyed by (chain, src, dst); the hierarchy and the
@@ -99,7 +151,8 @@ class CaptureSummary:
                     self.last_ts = ts
             for k, v in p.flag_counts.items():
                 self.flag_counts[k] = self.flag_counts.get(k, 0) + v
-            for (chain, conn), (pk, by) in p._conn_cells.items():
+            _add_cells(self._app_cells, p._app_cells)
+            for (chain, conn), (pk, by) in p.conn_cells():
                 key = (chain, conn_map(conn) if conn_map and conn is not None else conn)
                 c = self._conn_cells.get(key)
                 if c is None:
@@ -172,6 +225,9 @@ class CaptureSummary:
             e[1].append(frame)
 
     def add_conn(self, chain: tuple, conn, wirelen: int) -> None:
+        self._nadd += 1
+        if not self._nadd & FOLD_MASK and self.fold_hook is not None:
+            self.fold_hook(self)
         if chain is self._cchain and conn == self._cconn:
             c = self._ccell
         else:
@@ -185,12 +241,64 @@ class CaptureSummary:
         c[0] += 1
         c[1] += wirelen
 
-    def _app_chains(self) -> dict:
+    def fold_conns(self, app_if_done) -> int:
+        """Fold the cells of the connections whose application protocol is known for
+        good (``app_if_done(connection id)``: its name; "" for a connection that is over
+        without one, whose cell is parked as columns; None to keep the cell) into their
+        (chain, application) sums, while a run goes on, so that connections that are
+        over keep (almost) nothing; returns how many cells were folded or parked."""
+        cells = self._conn_cells
+        done = []
+        for key in cells:
+            app = app_if_done(key[1])
+            if app is not None:
+                done.append((key, app))
+        out = self._app_cells
+        for key, app in done:
+            pk, by = cells.pop(key)
+            if not app:
+                if self._parked is None:
+                    self._parked = _Parked()
+                self._parked.add(key, pk, by)
+                continue
+            k = key[0] + (app,)
+            r = out.get(k)
+            if r is None:
+                out[k] = [pk, by]
+            else:
+                r[0] += pk
+                r[1] += by
+        self._cchain = self._cconn = self._ccell = None
+        return len(done)
+
+    def fold_apps(self, app_of) -> None:
+        """Fold the per-connection cells into their (chain, application) sums, once every
+        connection's application protocol is known (``app_of(connection id)``, None when
+        unknown): what the hierarchy and the layer counts read of them. A run whose
+        connections' applications are final when its pass ends (a streamed one) keeps no
+        cell per connection after it, and its parts merge as sums."""
+        if app_of is not None:
+            self._app_cells = self._app_chains(app_of)
+        self._conn_cells = {}
+        self._parked = None
+        self._cchain = self._cconn = self._ccell = None
+
+    def conn_cells(self):
+        """((chain, connection id), (packets, bytes)) of every per-connection cell not
+        folded yet, parked ones too (a connection parked and woken again has two)."""
+        yield from self._conn_cells.items()
+        if self._parked is not None:
+            yield from self._parked
+
+    def _app_chains(self, app_of=None) -> dict:
         """chain + (application protocol,) -> [packets, bytes], for connections whose
-        application protocol is known."""
+        application protocol is known (``app_of``, else ``self.apps``), with the sums
+        already folded."""
         out: dict[tuple, list] = {}
-        for (chain, conn), (pk, by) in self._conn_cells.items():
-            app = self.apps.get(conn)
+        _add_cells(out, self._app_cells)
+        get = self.apps.get if app_of is None else app_of
+        for (chain, conn), (pk, by) in self.conn_cells():
+            app = get(conn)
             if not app:
                 continue
             key = chain + (app,)

@@ -643,6 +643,16 @@ DORMANT_SWEEP_EVERY = 4096
 DORMANT_BATCH = 64
 
 
+# A dormant connection's entry, (id, which end of its key sent first, each direction's
+# ISN or -1), packed into one int: ``id << 67 | end << 66 | (ISN a + 1) << 33 | (ISN b +
+# 1)`` (ISNs are 32-bit), about 40 bytes instead of a tuple and four ints (about 160).
+_ISN_MASK = (1 << 33) - 1
+
+
+def _pack_dormant(cid: int, end: int, isn_a: int, isn_b: int) -> int:
+    return (((cid << 1 | end) << 33 | (isn_a + 1)) << 33) | (isn_b + 1)
+
+
 def _freeze(conns: list, spill: Spill, store=None) -> list:
     """(record, reference to the pickled states in ``spill``, index) of each of ``conns``,
     which get no segment for now; with a record ``store``
@@ -673,7 +683,7 @@ class TcpAnalyzer:
         self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
         self._quiet: dict = {}          # id -> Connection that is over, not yet dormant
         # canonical 4-tuple -> (id, 0 when the key's first end sent first else 1, and each
-        # direction's ISN or -1) of its dormant connection
+        # direction's ISN or -1) of its dormant connection, packed (_pack_dormant)
         self._dormant: dict = {}
         self._reuse_hit = False
         self._tmax = 0.0                # the latest timestamp seen
@@ -966,9 +976,9 @@ class TcpAnalyzer:
                 # the key sent first, and each direction's ISN (-1: none seen)
                 da, db = conn.d_a, conn.d_b
                 key = conn.key
-                self._dormant[key] = (cid, 0 if da.ep == (key[0], key[1]) else 1,
-                                      da.base_seq if da.base_set else -1,
-                                      db.base_seq if db.base_set else -1)
+                self._dormant[key] = _pack_dormant(
+                    cid, 0 if da.ep == (key[0], key[1]) else 1,
+                    da.base_seq if da.base_set else -1, db.base_seq if db.base_set else -1)
 
     def _wake(self, key, a, seq: int, flags: int):
         """The dormant connection of ``key`` back as live objects for a segment from ``a``
@@ -977,10 +987,10 @@ class TcpAnalyzer:
         d = self._dormant.get(key)
         if d is None:
             return None
-        cid = d[0]
+        cid = d >> 67
         if flags & (SYN | ACK) == SYN:
-            first = (key[0], key[1]) if d[1] == 0 else (key[2], key[3])
-            base = d[2] if a == first else d[3]
+            first = (key[0], key[1]) if not (d >> 66) & 1 else (key[2], key[3])
+            base = ((d >> 33) & _ISN_MASK) - 1 if a == first else (d & _ISN_MASK) - 1
             if base >= 0 and seq != base:
                 del self._dormant[key]
                 self._reuse_hit = True

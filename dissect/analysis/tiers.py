@@ -51,6 +51,8 @@ from operator import attrgetter
 from sys import intern
 
 from dissect.analysis import observe
+from dissect.columns.compact import IdIndex
+from dissect.store import RecordStore
 
 # a downstream request may start/end this much outside its upstream one (clock of one
 # capture point: only the capture's own timestamps matter)
@@ -144,15 +146,25 @@ class TransactionsObserver(observe.Observer):
     """Every request/response of the capture (see :func:`_transactions`), kept as
     projections during the pass and made :class:`_Tx` objects at the end.
 
-    Per TCP connection: ``(client address, server ip:port, server address)``, interned.
-    Per transaction record: :func:`_fields`' tuple of it, which holds its connection's
-    tuple; per gRPC record also its ``(conn, stream_id)``, because an HTTP/2 stream that
-    carried a gRPC call is that call, whichever of the two records comes first."""
+    Per TCP connection: 4 bytes, the index of its ``(client address, server ip:port,
+    server address)`` (interned, one tuple per distinct one). Per transaction record:
+    :func:`_fields`' tuple of it (with that index), in a record store (dissect.store: on
+    disk, but for the batch being filled); per gRPC record also its ``(conn,
+    stream_id)``, because an HTTP/2 stream that carried a gRPC call is that call,
+    whichever of the two records comes first. Which servers each address serves and
+    calls is kept too (a few sets), so that :class:`CascadeObserver` reads nothing back
+    when no transaction can be another's call below."""
 
     def __init__(self):
-        self._conns: dict = {}
+        self._ends: list = []        # distinct (client, server, host) tuples
+        self._eindex: dict = {}      # such a tuple -> its index
+        self._canon: dict = {}       # (client ip, server ip, server port) -> index
+        self._rows = IdIndex()       # connection id -> index
         self._grpc: set = set()
-        self._txs: list = []
+        self._txs = RecordStore(prefix="dissect-tx-")
+        self._seen = bytearray()     # per index: whether a transaction used it
+        self._serves: dict = {}      # server address -> its server endpoints
+        self._calls: dict = {}       # client address -> the server endpoints it called
 
     def conn(self, c):
         # the four record kinds ride on TCP only: UDP flows cannot be their connection
@@ -160,8 +172,18 @@ class TransactionsObserver(observe.Observer):
             return
         s = c["server"]
         ip = s["ip"]
-        self._conns[c["id"]] = (intern(c["client"]["ip"]), intern(f"{ip}:{s['port']}"),
-                                intern(ip))
+        cip = c["client"]["ip"]
+        k = (cip, ip, s["port"])
+        i = self._canon.get(k)
+        if i is None:
+            t = (intern(cip), intern(f"{ip}:{s['port']}"), intern(ip))
+            i = self._eindex.get(t)
+            if i is None:
+                i = self._eindex[t] = len(self._ends)
+                self._ends.append(t)
+                self._seen.append(0)
+            self._canon[k] = i
+        self._rows.set(c["id"], i)
 
     def record(self, r):
         proto = _PROTOS.get(r.get("type"))
@@ -175,24 +197,39 @@ class TransactionsObserver(observe.Observer):
             stream = (conn, r.get("stream_id"))
         if r.get("request_ts") is None:
             return
-        cs = self._conns.get(conn)
-        if cs is not None:
-            self._txs.append(_fields(r, proto, cs, stream))
+        i = self._rows.get(conn)
+        if i >= 0:
+            self._txs.append_wrapped(_fields(r, proto, i, stream), "tx")
+            if not self._seen[i]:
+                self._seen[i] = 1
+                client, server, host = self._ends[i]
+                self._serves.setdefault(host, set()).add(server)
+                self._calls.setdefault(client, set()).add(server)
 
     def finish(self, res):
         return self._build(False)
 
+    def _may_link(self) -> bool:
+        """Whether some transaction could be a call below another: sent by an address
+        that serves transactions, to another server than the one it serves (what
+        :func:`link` asks of a parent and a child, but for the times)."""
+        for host, served in self._serves.items():
+            called = self._calls.get(host)
+            if called and (len(called) > 1 or len(served) > 1 or called != served):
+                return True
+        return False
+
     def _build(self, linked_only: bool) -> list[_Tx]:
-        """The transactions; with ``linked_only``, none at all when no server of one is the
-        client of another, as then :func:`link` could link nothing."""
-        grpc, out = self._grpc, []
-        txs = [p for p in self._txs if p[9] is None or p[9] not in grpc]
-        self._conns, self._grpc, self._txs = {}, set(), []
-        if linked_only and {p[8][0] for p in txs}.isdisjoint({p[8][2] for p in txs}):
-            return out
-        for p in txs:
-            client, server, host = p[8]
-            out.append(_Tx(None, client, server, p[7], p, host))
+        """The transactions; with ``linked_only``, none at all when none can be another's
+        call below (then :func:`link` could link nothing)."""
+        grpc, ends, store, out = self._grpc, self._ends, self._txs, []
+        if not (linked_only and not self._may_link()):
+            for p in store:
+                if p[9] is None or p[9] not in grpc:
+                    client, server, host = ends[p[8]]
+                    out.append(_Tx(None, client, server, p[7], p, host))
+        store.close()
+        self.__init__()
         return out
 
 

@@ -107,7 +107,7 @@ def test_the_observer_keeps_no_record_nor_anything_inside_one():
 
 def test_kept_strings_are_interned():
     o = _fed(_res("http-tiers-breaker"))
-    keys = [e for e, *_ in o._tcp.values()] + list(o._http) + list(o._dns) + list(o._grpc)
+    keys = list(o._tcp.ends) + list(o._http) + list(o._dns) + list(o._grpc)
     strs = [s for k in keys for s in k if type(s) is str]
     strs += [s for k in keys for e in k if type(e) is tuple for s in e if type(s) is str]
     assert strs and all(sys.intern(s) is s for s in strs)

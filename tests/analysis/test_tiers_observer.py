@@ -61,7 +61,7 @@ def test_observer_keeps_no_record(name):
     assert [sys.getrefcount(o) for o in objs] == before
     # what it keeps: tuples of scalars (a transaction's holds its connection's), every
     # string interned
-    kept = list(obs._conns.values()) + list(obs._txs) + list(obs._grpc)
+    kept = list(obs._ends) + list(obs._txs) + list(obs._grpc)
     assert kept
     for p in kept:
         _scalars(p)
@@ -151,3 +151,27 @@ def test_http2_stream_of_a_grpc_call_in_either_order():
         assert sorted((t.proto, t.start) for t in txs) == [
             ("grpc", 1.0), ("grpc", 1.1), ("grpc", 2.0), ("grpc", 2.1), ("http2", 3.0)]
         assert all(t.target == "/s/M" for t in txs)
+
+
+@pytest.mark.parametrize("name", CASCADES)
+def test_projections_spilled_in_small_batches_give_the_same(name, monkeypatch):
+    from dissect import store
+    res = _res(name)
+    want = run(res, CascadeObserver())
+    monkeypatch.setattr(store, "BATCH", 2)
+    obs = CascadeObserver()
+    feed(obs, res, list(res.connections), list(res.records))
+    assert obs._txs._refs, "nothing was spilled"
+    assert obs._may_link()
+    assert obs.finish(res) == want
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_no_call_below_possible_reads_nothing_back(name):
+    # one server per address (or none calling another): no transaction can be another's
+    # call below, and the cascade analysis says so without building any
+    res = _res(name)
+    obs = CascadeObserver()
+    feed(obs, res, list(res.connections), list(res.records))
+    assert not obs._may_link()
+    assert obs.finish(res) == [] == cascade_records(res)

@@ -1,0 +1,91 @@
+"""dissect/columns/compact.py: columns give back exactly what was appended, and sort
+orders equal sorting the rows' tuples."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dissect.columns.compact import Column, IdIndex, Sparse, is_sorted, order_by
+
+_ODD = [None, "x", True, False, 2 ** 63, -(2 ** 63), 2 ** 63 - 1, -(2 ** 63) + 1, 1.5,
+        float("nan"), float("inf"), -0.0, 0, 7, (1, 2)]
+
+
+def _same(a, b) -> bool:
+    """Equal and of the same type (NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+@given(st.lists(st.one_of(st.floats(allow_nan=True), st.integers(), st.none(),
+                          st.sampled_from(_ODD))))
+def test_columns_give_back_what_was_appended(values):
+    for code in ("d", "q"):
+        c = Column(code)
+        for v in values:
+            c.append(v)
+        assert len(c) == len(values)
+        assert all(_same(c[i], v) for i, v in enumerate(values)), code
+    s = Sparse()
+    for v in values:
+        s.append(v)
+    assert len(s) == len(values)
+    assert all(_same(s[i], v) for i, v in enumerate(values))
+
+
+def test_typed_values_take_no_object():
+    c = Column("d")
+    for i in range(1000):
+        c.append(i / 7)
+    assert not c.other and c.a.itemsize == 8
+    q = Column("q")
+    for i in range(1000):
+        q.append(i * 1000)
+    assert not q.other
+
+
+@given(st.lists(st.tuples(st.one_of(st.integers(-3, 40), st.text(max_size=2), st.none(),
+                                    st.integers(2 ** 24, 2 ** 30)),
+                          st.integers(0, 10 ** 6))))
+def test_id_index_is_a_dict(pairs):
+    idx, ref = IdIndex(), {}
+    for cid, row in pairs:
+        idx.set(cid, row)
+        ref[cid] = row
+    for cid, _ in pairs:
+        assert idx.get(cid) == ref[cid]
+    for cid in (-5, 41, "zz", 2 ** 31, None, 3.5):
+        assert idx.get(cid) == ref.get(cid, -1)
+    assert idx.get([1]) == -1          # unhashable: never set
+    assert len(idx.a) <= 41            # large ids did not stretch the array
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1.0, 1.5, 2.0]), st.integers(0, 3),
+                          st.integers(0, 1)), max_size=40))
+def test_order_by_equals_sorting_the_tuples(rows):
+    cols = [Column("d"), Column("q"), bytearray()]
+    for a, b, c in rows:
+        cols[0].append(a)
+        cols[1].append(b)
+        cols[2].append(c)
+    idx = order_by(cols)
+    assert [rows[i] for i in idx] == sorted(rows)
+    # ties keep row order (a stable sort)
+    idx0 = order_by(cols[:1])
+    assert idx0 == sorted(range(len(rows)), key=lambda i: rows[i][0])
+    some = list(range(0, len(rows), 2))
+    assert [rows[i] for i in order_by(cols, some)] == sorted(rows[i] for i in some)
+    assert is_sorted(cols[0]) == (idx0 == list(range(len(rows))))
+
+
+def test_is_sorted_with_none_is_false():
+    c = Column("d")
+    for v in (1.0, None, 2.0):
+        c.append(v)
+    assert not is_sorted(c)
