@@ -6,7 +6,7 @@ cimport dissect.tuples as _tuples   # view(): NamedTuple items read in C
 
 cdef class CaptureSummary:
     cdef public long long frames, bytes_captured, bytes_wire, truncated_frames
-    cdef public long long conversations_dropped, _nadd
+    cdef public long long conversations_dropped, _nadd, _fold_mask
     cdef public object first_ts, last_ts
     cdef public dict _cells, anomalies, flag_counts, _conn_cells, apps, _app_cells
     cdef public object fold_hook, _parked

@@ -12,8 +12,9 @@ from dissect.osi import layer_of
 # (protocol chain, source, destination) cells kept; beyond this, new address pairs are
 # counted per chain only, so a scan of millions of hosts cannot grow memory without bound.
 MAX_CONVERSATIONS = 200_000
-# add_conn calls between two calls of the fold hook (a power of two, minus one).
-FOLD_MASK = (1 << 12) - 1
+# add_conn calls between two calls of the fold hook (a power of two, minus one; read
+# when a summary is made).
+FOLD_MASK = (1 << 14) - 1
 # Examples (frame numbers) kept per anomaly name.
 MAX_ANOMALY_EXAMPLES = 5
 
@@ -90,6 +91,7 @@ class CaptureSummary:
         # (the engine's: fold the cells of connections that are over, fold_conns)
         self.fold_hook = None
         self._nadd = 0
+        self._fold_mask = FOLD_MASK
 
     def add(self, fr, decoded) -> None:
         """Per frame: one dict update keyed by (chain, src, dst); the hierarchy and the
@@ -226,7 +228,7 @@ class CaptureSummary:
 
     def add_conn(self, chain: tuple, conn, wirelen: int) -> None:
         self._nadd += 1
-        if not self._nadd & FOLD_MASK and self.fold_hook is not None:
+        if not self._nadd & self._fold_mask and self.fold_hook is not None:
             self.fold_hook(self)
         if chain is self._cchain and conn == self._cconn:
             c = self._ccell

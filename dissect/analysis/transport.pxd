@@ -19,7 +19,7 @@ cdef class TransportAnalyzer:
     cdef public object record_keys
     cdef public Py_ssize_t _seen
     cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
-    cdef public bytearray _closed
+    cdef public set _closed
     cdef public object tcp, udp, app, reasm, conn_first
 
     # per segment of a split run: a C call

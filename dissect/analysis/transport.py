@@ -89,9 +89,7 @@ class TransportAnalyzer:
         self.udp = UdpFlows()
         self.app = None
         self.reasm = None
-        # per TCP connection id, 1 when its streams were flushed (RST / both FINs): a byte
-        # a connection (a set held about 50)
-        self._closed = bytearray()
+        self._closed: set = set()   # connections whose streams were flushed (RST / both FINs)
         self._fins: dict = {}
         self._metas: dict = {}      # conn -> its meta dict (made once, dropped at close)
         self._turns: dict = {}      # conn -> _Turns while its protocol is not known
@@ -123,8 +121,7 @@ class TransportAnalyzer:
                         tr.data(direction, plen, frame, ts)
                     elif conn in self._turns:
                         del self._turns[conn]
-                closed = self._closed
-                if conn >= len(closed) or not closed[conn]:
+                if conn not in self._closed:
                     self._stream(t, conn, direction, frame)
                     if self.tag:    # (only a stream's parser makes records here)
                         self._tag(0, frame)
@@ -198,10 +195,7 @@ class TransportAnalyzer:
         """A connection whose streams are done with: what was kept for it goes, but the
         mark that it is closed. Its merge clocks go too: the dispatcher's finish makes no
         record for a connection it has closed, and they order only those."""
-        closed = self._closed
-        if conn >= len(closed):
-            closed.extend(bytes(conn + 1 - len(closed)))
-        closed[conn] = 1
+        self._closed.add(conn)
         self._fins.pop(conn, None)
         self._metas.pop(conn, None)
         if self.tag:
