@@ -19,15 +19,20 @@ FOLD_MASK = (1 << 14) - 1
 MAX_ANOMALY_EXAMPLES = 5
 
 
+def _add(into: dict, k, pk: int, by: int) -> None:
+    """Add ``pk`` packets and ``by`` bytes to ``into[k]`` (a [packets, bytes] cell)."""
+    r = into.get(k)
+    if r is None:
+        into[k] = [pk, by]
+    else:
+        r[0] += pk
+        r[1] += by
+
+
 def _add_cells(into: dict, cells: dict) -> None:
     """Add ``cells`` (key -> [packets, bytes]) into ``into``."""
     for k, (pk, by) in cells.items():
-        r = into.get(k)
-        if r is None:
-            into[k] = [pk, by]
-        else:
-            r[0] += pk
-            r[1] += by
+        _add(into, k, pk, by)
 
 
 class _Parked:
@@ -156,12 +161,7 @@ class CaptureSummary:
             _add_cells(self._app_cells, p._app_cells)
             for (chain, conn), (pk, by) in p.conn_cells():
                 key = (chain, conn_map(conn) if conn_map and conn is not None else conn)
-                c = self._conn_cells.get(key)
-                if c is None:
-                    self._conn_cells[key] = [pk, by]
-                else:
-                    c[0] += pk
-                    c[1] += by
+                _add(self._conn_cells, key, pk, by)
         cells = sorted(((c[4], k, c) for p in parts for k, c in p._cells.items()),
                        key=lambda x: x[0])
         for _n, key, c in cells:
@@ -192,12 +192,7 @@ class CaptureSummary:
     def chains(self) -> dict:
         out: dict[tuple, list[int]] = {}
         for (chain, _s, _d), (pk, by, _f, _l, _n) in self._cells.items():
-            c = out.get(chain)
-            if c is None:
-                out[chain] = [pk, by]
-            else:
-                c[0] += pk
-                c[1] += by
+            _add(out, chain, pk, by)
         return out
 
     @property
@@ -264,12 +259,7 @@ class CaptureSummary:
                 self._parked.add(key, pk, by)
                 continue
             k = key[0] + (app,)
-            r = out.get(k)
-            if r is None:
-                out[k] = [pk, by]
-            else:
-                r[0] += pk
-                r[1] += by
+            _add(out, k, pk, by)
         self._cchain = self._cconn = self._ccell = None
         return len(done)
 
@@ -304,12 +294,7 @@ class CaptureSummary:
             if not app:
                 continue
             key = chain + (app,)
-            r = out.get(key)
-            if r is None:
-                out[key] = [pk, by]
-            else:
-                r[0] += pk
-                r[1] += by
+            _add(out, key, pk, by)
         return out
 
     def flags(self, names) -> None:
@@ -325,12 +310,7 @@ class CaptureSummary:
         for chain, (pk, by) in self.chains.items():
             for i in range(1, len(chain) + 1):
                 path = chain[:i]
-                r = rows.get(path)
-                if r is None:
-                    rows[path] = [pk, by]
-                else:
-                    r[0] += pk
-                    r[1] += by
+                _add(rows, path, pk, by)
         for path, (pk, by) in self._app_chains().items():
             rows[path] = [pk, by]
         out = []
