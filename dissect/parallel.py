@@ -587,8 +587,11 @@ def _merge_slowest(parts: list[ShardResult], maps: list, conns: list | None,
 
 def _needs_one_pass(parts: list[ShardResult]) -> bool:
     """Connections the application dispatcher ties together (FTP control -> data) must be
-    seen by one worker."""
-    return len(parts) > 1 and any(
+    seen by one worker, and linked by the list merge (:func:`merge` post-processes lists
+    only: a single part whose records wait in stores, as several files with one job
+    give, is run again too)."""
+    stored = any(isinstance(p.result.records, RecordStore) for p in parts)
+    return (len(parts) > 1 or stored) and any(
         "ftp-expect" in p.result.records.types if isinstance(p.result.records, RecordStore)
         else any(r.get("type") == "ftp-expect" for r in p.result.records) for p in parts)
 

@@ -317,3 +317,32 @@ def test_connection_records_cross_the_worker_hand_over_unchanged_and_as_small():
     assert sys.getsizeof(made[-1][1]) < sys.getsizeof({"client": 1, "server": 2}) * 0.6
     odd = [{"type": "connection", "proto": "udp", "id": "udp/0"}, {"proto": "tcp", "x": 1}]
     assert wrap_records(odd) == odd and unwrap_records(odd) == odd
+
+
+@pytest.mark.parametrize("name", ["ftp-passive.pcap", "ftp-active.pcap"])
+def test_ftp_cut_into_files_is_linked_with_one_job_and_streamed(tmp_path, name):
+    """An FTP capture cut into files, run with one job and the records in stores (what
+    `dissect analyze` does with small files): the data connections are still linked to
+    their control connection, as in one pass over the whole file."""
+    from dissect.engine import finish_stream
+    from dissect.analysis.observe import Observer
+
+    class _Records(Observer):
+        def start(self, res):
+            self.out = []
+
+        def record(self, r):
+            self.out.append(r)
+
+        def finish(self, res):
+            return self.out
+    path = PCAPS / name
+    if not path.exists():
+        pytest.skip("capture missing")
+    a, _ = _reference(path)
+    files = [str(p) for p in _split_pcap(path, tmp_path, 2)]
+    for jobs in (1, 2):
+        b = parallel.run(files, jobs=jobs, stream=True)
+        recs = finish_stream(b, [_Records()])[0] if b.streamed else b.records
+        assert recs == a.records, jobs
+        assert any(r.get("type") == "ftp-data" for r in recs)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-
 from array import array
 
 from dissect.analysis.observe import Observer
