@@ -346,7 +346,7 @@ class SummaryObserver(Observer):
         self.apps: dict = {}
 
     def start(self, res) -> None:
-        self._want = bool(self.summary._conn_cells)
+        self._want = self.summary.has_conn_cells()
 
     def conn(self, c: dict) -> None:
         if not self._want:

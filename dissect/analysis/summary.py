@@ -92,7 +92,7 @@ class CaptureSummary:
         # (the same objects) skips hashing the key
         self._lchain = self._lsrc = self._ldst = self._lcell = None
         self._cchain = self._cconn = self._ccell = None
-        # called with the summary every FOLD_EVERY add_conn calls while a run goes on
+        # called with the summary every FOLD_MASK + 1 add_conn calls while a run goes on
         # (the engine's: fold the cells of connections that are over, fold_conns)
         self.fold_hook = None
         self._nadd = 0
@@ -274,6 +274,11 @@ class CaptureSummary:
         self._conn_cells = {}
         self._parked = None
         self._cchain = self._cconn = self._ccell = None
+
+    def has_conn_cells(self) -> bool:
+        """Whether per-connection cells are left (kept or parked), which need each
+        connection's application protocol from the records."""
+        return bool(self._conn_cells) or self._parked is not None
 
     def conn_cells(self):
         """((chain, connection id), (packets, bytes)) of every per-connection cell not
