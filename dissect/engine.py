@@ -269,11 +269,11 @@ def _fold_hook(transport):
     parked as columns (FTP data linking may name one at the end)."""
     if transport is None or transport.app is None:
         return None
-    conns, protos = transport.tcp.connections, transport.app.protocols
+    conns, protocol_of = transport.tcp.connections, transport.protocol_of
 
     def app_if_done(cid):
-        if type(cid) is int and 0 <= cid < len(conns) and type(conns[cid]) is tuple:
-            return protos.get(cid) or ""
+        if type(cid) is int and 0 <= cid < len(conns) and conns[cid] is None:
+            return protocol_of(cid) or ""
         return None
 
     def fold(summary) -> None:
@@ -331,8 +331,7 @@ def fold_summary(summary: CaptureSummary, transport) -> None:
     protocol is final then (the run that would change one, FTP data linking, gives
     lists), so the per-connection cells are folded into their application's sums now
     instead of being kept, and merged, until the records are read."""
-    app = transport.app
-    summary.fold_apps(app.protocols.get if app is not None else None)
+    summary.fold_apps(transport.protocol_of if transport.app is not None else None)
 
 
 class SummaryObserver(Observer):

@@ -28,11 +28,16 @@ flag names of a verdict come from a small cache keyed by the flag bits.
 from __future__ import annotations
 
 import pickle
+from array import array
 from bisect import bisect_left
+from socket import AF_INET as _AF_INET
+from socket import AF_INET6 as _AF_INET6
+from socket import inet_pton as _inet_pton
 from typing import NamedTuple
 
 import dissect.numeric as _numeric
 import dissect.tuples as _tuples
+from dissect.columns.compact import KeyTable
 from dissect.columns.segment import TcpSegment
 from dissect.spill import Spill
 
@@ -641,31 +646,60 @@ DORMANT_SWEEP_EVERY = 4096
 # Connections pickled together (a quarter cheaper and a sixth smaller than one by one;
 # waking one unpickles its batch).
 DORMANT_BATCH = 64
+# a dormant slot's index in its batch: its low bits
+_DORMANT_SLOT = 6
+_DORMANT_INDEX = (1 << _DORMANT_SLOT) - 1
+assert DORMANT_BATCH <= 1 << _DORMANT_SLOT
 
 
-# A dormant connection's entry, (id, which end of its key sent first, each direction's
-# ISN or -1), packed into one int: ``id << 67 | end << 66 | (ISN a + 1) << 33 | (ISN b +
-# 1)`` (ISNs are 32-bit), about 40 bytes instead of a tuple and four ints (about 160).
-_ISN_MASK = (1 << 33) - 1
+# A dormant connection's entry (its id, which end of its key sent first, each direction's
+# ISN if one was seen), packed into the two ints a KeyTable holds: ``id << 3 | end << 2 |
+# has ISN a << 1 | has ISN b`` and ``ISN a << 32 | ISN b`` (ISNs are 32-bit).
+_ISN_MASK = (1 << 32) - 1
 
 
-def _pack_dormant(cid: int, end: int, isn_a: int, isn_b: int) -> int:
-    return (((cid << 1 | end) << 33 | (isn_a + 1)) << 33) | (isn_b + 1)
+def _pack_dormant(cid: int, end: int, isn_a: int, isn_b: int) -> tuple:
+    return ((cid << 3 | end << 2 | (isn_a >= 0) << 1 | (isn_b >= 0)),
+            (isn_a if isn_a >= 0 else 0) << 32 | (isn_b if isn_b >= 0 else 0))
 
 
-def _freeze(conns: list, spill: Spill, store=None) -> list:
-    """(record, reference to the pickled states in ``spill``, index) of each of ``conns``,
-    which get no segment for now; with a record ``store``
-    (:class:`dissect.store.RecordStore`), the record's position in it instead of the
-    record."""
+def _ip_int(addr: str) -> int:
+    """The address text ``addr`` as an integer (IPv4 below 2**32, IPv6 with bit 128 set,
+    so that the two never meet); ValueError when it is neither."""
+    if ":" in addr:
+        return int.from_bytes(_inet_pton(_AF_INET6, addr), "big") | 1 << 128
+    return int.from_bytes(_inet_pton(_AF_INET, addr), "big")
+
+
+def _dormant_key(key):
+    """A connection key (address, port, address, port) as one int, the key of its
+    dormant entry: below 2**96 for IPv4 (what KeyTable holds in its arrays), at or above
+    2**300 otherwise; the key itself when an address is not an IP address text (no such
+    key is an int, so the three never meet)."""
+    try:
+        a = _ip_int(key[0]) << 16 | key[1]
+        b = _ip_int(key[2]) << 16 | key[3]
+    except (ValueError, TypeError, OSError, OverflowError):
+        return key
+    if a < 1 << 48 and b < 1 << 48:
+        return a << 48 | b
+    return 1 << 300 | a << 145 | b
+
+
+def _freeze(conns: list, spill: Spill, store) -> tuple:
+    """Pickle ``conns`` (which get no segment for now) together into ``spill`` and append
+    their records to ``store`` (a list of records, or a record store:
+    :class:`dissect.store.RecordStore`), in order: (reference to the pickled batch,
+    position of the first record)."""
     ref = spill.put(pickle.dumps(conns, pickle.HIGHEST_PROTOCOL))
-    if store is None:
-        return [(c.record(), ref, i) for i, c in enumerate(conns)]
-    out = []
-    for i, c in enumerate(conns):
-        out.append((len(store), ref, i))
-        store.append_wrapped(c.record_values(), "connection")
-    return out
+    pos = len(store)
+    if type(store) is list:
+        for c in conns:
+            store.append(c.record())
+    else:
+        for c in conns:
+            store.append_wrapped(c.record_values(), "connection")
+    return ref, pos
 
 
 class TcpAnalyzer:
@@ -675,16 +709,27 @@ class TcpAnalyzer:
         self._conns: dict = {}          # canonical 4-tuple -> current Connection
         # with ``store``, the records of dormant connections wait on disk
         # (dissect.store) instead of in memory, and drain_store() gives them all there
-        self._frozen = _conn_store() if store else None
-        # by connection id: its Connection, or (record, reference to its pickled batch in
-        # _spill, index) while dormant
+        self._frozen = _conn_store() if store else []
+        # by connection id: its Connection, or None while dormant; then _slots[id] is
+        # ``batch << 6 | index``: its batch of connections pickled together, and its index
+        # in it (_DORMANT_SLOT), and _batches[batch] is (reference to the pickled batch in
+        # _spill, position of the batch's first record in _frozen). 16 bytes a connection,
+        # and no object (a tuple of three took about 100).
         self.connections: list = []
+        self._slots = array("q")
+        self._batches: list = []
+        # called with the ids of connections put to sleep, and with the id of one woken
+        # (before its segment is analysed): what the layers above keep per connection can
+        # sleep with it (TransportAnalyzer)
+        self.on_sleep = None
+        self.on_wake = None
         self._spill = Spill("dissect-tcp-")
         self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
         self._quiet: dict = {}          # id -> Connection that is over, not yet dormant
-        # canonical 4-tuple -> (id, 0 when the key's first end sent first else 1, and each
-        # direction's ISN or -1) of its dormant connection, packed (_pack_dormant)
-        self._dormant: dict = {}
+        # canonical 4-tuple as one int (_dormant_key) -> (id, 0 when the key's first end
+        # sent first else 1, and each direction's ISN or none) of its dormant connection,
+        # packed (_pack_dormant), in a KeyTable (arrays, not an object an entry)
+        self._dormant = KeyTable()
         self._reuse_hit = False
         self._tmax = 0.0                # the latest timestamp seen
         self._nfed = 0
@@ -694,6 +739,10 @@ class TcpAnalyzer:
 
     # -----------------------------------------------------------------------------------
     def feed(self, seg: TcpSegment) -> PacketVerdict:
+        # every DORMANT_SWEEP_EVERY segments, before the next one is analysed (so that a
+        # connection never sleeps between its segment's analysis here and above: on_sleep)
+        if not self._nfed & self._sweep_mask and self._quiet:
+            self._sweep()
         # one unpacking instead of a dozen attribute lookups
         (frame, ts, src, dst, sport, dport, seq, ack, flags, win, seglen, opts, _payload,
          _poff, _vlan, _iface) = _tuples.view(seg)
@@ -939,8 +988,6 @@ class TcpAnalyzer:
         if ts > self._tmax:
             self._tmax = ts
         self._nfed += 1
-        if not self._nfed & self._sweep_mask and self._quiet:
-            self._sweep()
         # dissect.tuples.make: the NamedTuple without its Python-level __new__
         return _tuples.make(PacketVerdict, (
             frame, conn.id, 0 if fwd is conn.cdir else 1, names, ack_rtt, acked_frame, bif,
@@ -952,12 +999,13 @@ class TcpAnalyzer:
         if old is not None:
             # ports reused: the old connection gets no segment again
             self._quiet.pop(old.id, None)
-            self.connections[old.id] = _freeze([old], self._spill, self._frozen)[0]
+            self._put_to_sleep([old])
         conn = Connection(len(self.connections), key, seg)
         if self.keep_frames:
             conn.frames = []
         self._conns[key] = conn
         self.connections.append(conn)
+        self._slots.append(-1)
         return conn
 
     def _sweep(self) -> None:
@@ -967,55 +1015,87 @@ class TcpAnalyzer:
         sleepy = [conn for conn in quiet.values() if conn.last_ts <= cutoff]
         for k in range(0, len(sleepy), DORMANT_BATCH):
             batch = sleepy[k:k + DORMANT_BATCH]
-            for conn, frozen in zip(batch, _freeze(batch, self._spill, self._frozen)):
+            self._put_to_sleep(batch)
+            for conn in batch:
                 cid = conn.id
                 del quiet[cid]
-                self.connections[cid] = frozen
                 del self._conns[conn.key]
                 # what a SYN on these ports needs to know without waking it: which end of
                 # the key sent first, and each direction's ISN (-1: none seen)
                 da, db = conn.d_a, conn.d_b
                 key = conn.key
-                self._dormant[key] = _pack_dormant(
+                self._dormant[_dormant_key(key)] = _pack_dormant(
                     cid, 0 if da.ep == (key[0], key[1]) else 1,
                     da.base_seq if da.base_set else -1, db.base_seq if db.base_set else -1)
+
+    def _put_to_sleep(self, batch: list) -> None:
+        """Pickle ``batch`` (at most DORMANT_BATCH connections) and give each its dormant
+        slot."""
+        b = len(self._batches)
+        self._batches.append(_freeze(batch, self._spill, self._frozen))
+        conns, slots = self.connections, self._slots
+        for i, conn in enumerate(batch):
+            conns[conn.id] = None
+            slots[conn.id] = b << _DORMANT_SLOT | i
+        if self.on_sleep is not None:
+            self.on_sleep([conn.id for conn in batch])
 
     def _wake(self, key, a, seq: int, flags: int):
         """The dormant connection of ``key`` back as live objects for a segment from ``a``
         (None if there is none, or if the segment is a SYN that starts a new connection on
         its ports: then ``_reuse_hit`` is set and the dormant one stays asleep)."""
-        d = self._dormant.get(key)
+        dk = _dormant_key(key)
+        d = self._dormant.get(dk)
         if d is None:
             return None
-        cid = d >> 67
+        ids, isns = d
+        cid = ids >> 3
         if flags & (SYN | ACK) == SYN:
-            first = (key[0], key[1]) if not (d >> 66) & 1 else (key[2], key[3])
-            base = ((d >> 33) & _ISN_MASK) - 1 if a == first else (d & _ISN_MASK) - 1
+            first = (key[0], key[1]) if not (ids >> 2) & 1 else (key[2], key[3])
+            if a == first:
+                base = isns >> 32 if (ids >> 1) & 1 else -1
+            else:
+                base = isns & _ISN_MASK if ids & 1 else -1
             if base >= 0 and seq != base:
-                del self._dormant[key]
+                del self._dormant[dk]
                 self._reuse_hit = True
                 return None
-        del self._dormant[key]
-        slot = self.connections[cid]
-        conn = pickle.loads(self._spill.get(slot[1]))[slot[2]]
+        del self._dormant[dk]
+        conn = self._live(cid)
         self.connections[cid] = conn
         self._conns[key] = conn
         self._quiet[cid] = conn
         self.revived += 1
+        if self.on_wake is not None:
+            self.on_wake(cid)
         return conn
+
+    def is_dormant(self, i: int) -> bool:
+        """Whether connection ``i`` sleeps (its state pickled, its record made)."""
+        return self.connections[i] is None
+
+    def frozen_record(self, i: int):
+        """The record of dormant connection ``i``, as it was stored (a dict; with a record
+        store, its stored form: RecordStore.get_wrapped)."""
+        s = self._slots[i]
+        pos = self._batches[s >> _DORMANT_SLOT][1] + (s & _DORMANT_INDEX)
+        f = self._frozen
+        return f[pos] if type(f) is list else f.get_wrapped(pos)
 
     def _live(self, i: int, thawed: dict | None = None):
         """Connection ``i`` as live objects (a dormant one unpickled; ``thawed`` keeps the
         unpickled batches when many are asked for)."""
         c = self.connections[i]
-        if type(c) is not tuple:
+        if c is not None:
             return c
+        c = self._slots[i]
+        b = c >> _DORMANT_SLOT
         if thawed is None:
-            return pickle.loads(self._spill.get(c[1]))[c[2]]
-        batch = thawed.get(id(c[1]))
+            return pickle.loads(self._spill.get(self._batches[b][0]))[c & _DORMANT_INDEX]
+        batch = thawed.get(b)
         if batch is None:
-            batch = thawed[id(c[1])] = pickle.loads(self._spill.get(c[1]))
-        return batch[c[2]]
+            batch = thawed[b] = pickle.loads(self._spill.get(self._batches[b][0]))
+        return batch[c & _DORMANT_INDEX]
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
         (frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, win, plen, opts, payload,
@@ -1188,9 +1268,12 @@ class TcpAnalyzer:
         out = []
         for i in range(len(conns)):
             c = conns[i]
-            out.append(c[0] if type(c) is tuple else c.record())
+            out.append(self.frozen_record(i) if c is None else c.record())
             conns[i] = None
         self.connections = []
+        self._slots = array("q")
+        self._batches = []
+        self._frozen = []
         self._spill.close()
         return out
 
@@ -1207,9 +1290,9 @@ class TcpAnalyzer:
         conns = self.connections
         for i in range(len(conns)):
             c = conns[i]
-            if type(c) is tuple:
+            if c is None:
                 # a dormant connection's record goes over as the tuple it was stored as
-                r = frozen.get_wrapped(c[0])
+                r = self.frozen_record(i)
                 if type(r) is tuple:
                     if app_of is not None:
                         r = r[:_APP] + (app_of(i),) + r[_APP + 1:]
@@ -1232,6 +1315,8 @@ class TcpAnalyzer:
             out.append(r)
             conns[i] = None
         self.connections = []
+        self._slots = array("q")
+        self._batches = []
         self._spill.close()
         frozen.close()
         return out

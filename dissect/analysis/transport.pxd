@@ -21,6 +21,9 @@ cdef class TransportAnalyzer:
     cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
     cdef public set _closed
     cdef public object tcp, udp, app, reasm, conn_first
+    cdef public bytearray _cold
+    cdef public list _cold_codes
+    cdef public dict _cold_index
 
     # per segment of a split run: a C call
     @cython.locals(n=cython.Py_ssize_t)

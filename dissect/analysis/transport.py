@@ -93,11 +93,21 @@ class TransportAnalyzer:
         self._fins: dict = {}
         self._metas: dict = {}      # conn -> its meta dict (made once, dropped at close)
         self._turns: dict = {}      # conn -> _Turns while its protocol is not known
+        # What is kept above TCP for a connection that sleeps (TcpAnalyzer.on_sleep): its
+        # closed mark, the dispatcher's state for it (once ended, one shared object per
+        # state and name) and its protocol name, as one byte by connection id, a code
+        # into _cold_codes (0: nothing asleep), instead of entries in three hash tables
+        # (about 160 bytes a connection); put back when a segment wakes it.
+        self._cold = bytearray()
+        self._cold_codes: list = [None]
+        self._cold_index: dict = {}
         if app:
             Dispatcher = _optional("dissect.analysis.app.dispatch", "AppDispatcher")
             if Dispatcher is not None:
                 self.app = Dispatcher()
                 self.reasm = Reassembler()
+                self.tcp.on_sleep = self._sleep
+                self.tcp.on_wake = self._wake
                 if store:
                     from dissect.store import RecordStore
                     self.app.records = RecordStore(prefix="dissect-apprec-")
@@ -202,6 +212,64 @@ class TransportAnalyzer:
             self._rfirst.pop(conn, None)
             self._tfirst.pop(conn, None)
 
+    def _sleep(self, cids: list) -> None:
+        """Connections ``cids`` went dormant: what is kept for them here and in the
+        dispatcher goes to _cold, if it is all of a kind that can (a dispatcher state that
+        is over - neither probing nor parsing: the dispatcher reads only its state and
+        name again, as it does of the shared state on_close leaves - and at most 255 kinds
+        in all)."""
+        app = self.app
+        cold, codes, index = self._cold, self._cold_codes, self._cold_index
+        for cid in cids:
+            st = app.tcp.get(cid)
+            if st is not None and (st.state == "probing" or st.state == "parsing"):
+                continue    # the dispatcher still works on it
+            closed = cid in self._closed
+            name = app.protocols.get(cid)
+            if st is None and not closed and name is None:
+                continue
+            kind = (closed, None if st is None else st.state, None if st is None else st.name,
+                    name)
+            code = index.get(kind)
+            if code is None:
+                if len(codes) > 255:
+                    continue
+                code = index[kind] = len(codes)
+                codes.append(kind)
+            if len(cold) <= cid:
+                cold.extend(bytes(cid + 1 - len(cold)))
+            cold[cid] = code
+            if closed:
+                self._closed.discard(cid)
+            if st is not None:
+                del app.tcp[cid]
+            if name is not None:
+                del app.protocols[cid]
+
+    def _wake(self, cid: int) -> None:
+        """Dormant connection ``cid`` woke: what _sleep put away comes back."""
+        cold = self._cold
+        if cid >= len(cold) or not cold[cid]:
+            return
+        closed, state, sname, name = self._cold_codes[cold[cid]]
+        cold[cid] = 0
+        if closed:
+            self._closed.add(cid)
+        if state is not None:
+            self.app.tcp[cid] = self.app.ended_state(state, sname)
+        if name is not None:
+            self.app.protocols[cid] = name
+
+    def protocol_of(self, cid):
+        """Connection ``cid``'s application protocol name (None when none is known),
+        asleep or not."""
+        if self.app is None:
+            return None
+        name = self.app.protocols.get(cid)
+        if name is None and type(cid) is int and 0 <= cid < len(self._cold) and self._cold[cid]:
+            name = self._cold_codes[self._cold[cid]][3]
+        return name
+
     def finish(self) -> tuple[list, list]:
         records: list = []
         if self.reasm is not None:
@@ -224,10 +292,9 @@ class TransportAnalyzer:
             conns.append(r)
         if self.app is not None:
             records = self.app.finish()
-            protos = getattr(self.app, "protocols", {}) or {}
-            exchanges = self._exchanges(protos)
+            exchanges = self._exchanges()
             for c in conns:
-                c["app"] = protos.get(c["id"])
+                c["app"] = self.protocol_of(c["id"])
             if self.tag:
                 self._tag_finish(records, exchanges)
                 records += exchanges
@@ -237,10 +304,10 @@ class TransportAnalyzer:
             records = postprocess(conns, records)
         return conns, records
 
-    def _exchanges(self, protos) -> list:
+    def _exchanges(self) -> list:
         exchanges = []
         for conn in sorted(self._turns):
-            if protos.get(conn) is None:
+            if self.protocol_of(conn) is None:
                 exchanges += exchange_records(conn, self._turns[conn])
         exchanges.sort(key=lambda r: r["request_frame"])
         return exchanges
@@ -250,23 +317,22 @@ class TransportAnalyzer:
         records in :class:`dissect.store.RecordStore` s (on disk but for a last batch each),
         except when FTP data connections must be linked (that needs every record at once:
         then lists, as without ``store``)."""
-        protos = getattr(self.app, "protocols", None) or {}
         ff = array("q")
-        conns = self.tcp.drain_store(protos.get if self.app is not None else None, ff)
+        conns = self.tcp.drain_store(self.protocol_of if self.app is not None else None, ff)
         # (first frame of each connection record in order, how many are TCP): what a
         # split run's merge numbers connections by without reading the records
         self.conn_first = (ff, len(ff))
         for f in self.udp.flows:
             r = f.record()
             r["id"] = udp_id(f.id)
-            r["app"] = protos.get(r["id"]) if self.app is not None else None
+            r["app"] = self.protocol_of(r["id"])
             ff.append(r["first_frame"])
             conns.append(r)
         if self.app is None:
             from dissect.store import RecordStore
             return conns, RecordStore()
         records = self.app.finish()
-        exchanges = self._exchanges(protos)
+        exchanges = self._exchanges()
         if self.tag:
             self._tag_finish(records, exchanges)
         records += exchanges

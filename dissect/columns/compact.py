@@ -124,3 +124,138 @@ def is_sorted(col) -> bool:
     except TypeError:       # None among them: sorting says what is wrong
         return False
     return True
+
+
+# KeyTable: slots are empty (0), free again (1: a deleted entry, probing goes on past it)
+# or hold an entry (its first value + 2)
+_EMPTY, _GONE = 0, 1
+_K64 = (1 << 64) - 1
+
+
+class KeyTable:
+    """A hash table from int keys below 2**128 to pairs of ints (``a`` below 2**62,
+    ``b`` below 2**64), held in four typed arrays: 32 bytes a slot, at most two thirds
+    of the slots used, and not one Python object an entry (a dict of int keys to tuples
+    costs about 130 bytes an entry, in objects that stay scattered over the heap). Any
+    other key or value (a larger int, a tuple) goes to a dict beside it, so every key and
+    value is kept exactly. Open addressing with linear probing; deleted slots are reused
+    and dropped at the next resize."""
+
+    __slots__ = ("_kh", "_kl", "_a", "_b", "_mask", "_used", "_filled", "_other")
+
+    def __init__(self):
+        self._other: dict = {}
+        self._alloc(8)
+
+    def _alloc(self, n: int) -> None:
+        z = array("Q", bytes(8 * n))
+        self._kh, self._kl, self._a, self._b = z, array("Q", z), array("Q", z), array("Q", z)
+        self._mask = n - 1
+        self._used = 0      # entries
+        self._filled = 0    # entries and deleted slots
+
+    def _slot(self, key: int) -> int:
+        """The slot of ``key``, or the first free one of its probe sequence (-1 - slot)."""
+        kh = key >> 64
+        kl = key & _K64
+        h = ((kh * 0x9E3779B97F4A7C15) ^ (kl * 0xC2B2AE3D27D4EB4F)) & _K64
+        h ^= h >> 29
+        mask = self._mask
+        i = h & mask
+        a = self._a
+        free = -1
+        while True:
+            s = a[i]
+            if s == _EMPTY:
+                return -1 - (i if free < 0 else free)
+            if s == _GONE:
+                if free < 0:
+                    free = i
+            elif self._kh[i] == kh and self._kl[i] == kl:
+                return i
+            i = (i + 1) & mask
+
+    @staticmethod
+    def _fits(key, a, b) -> bool:
+        return (type(key) is int and 0 <= key < 1 << 128 and type(a) is int
+                and 0 <= a < 1 << 62 and type(b) is int and 0 <= b <= _K64)
+
+    def get(self, key, default=None):
+        if type(key) is int and 0 <= key < 1 << 128:
+            i = self._slot(key)
+            if i >= 0:
+                return (self._a[i] - 2, self._b[i])
+        if self._other:
+            return self._other.get(key, default)
+        return default
+
+    def __setitem__(self, key, value) -> None:
+        a, b = value
+        if not self._fits(key, a, b):
+            self.pop(key)
+            self._other[key] = (a, b)
+            return
+        self._other.pop(key, None)
+        i = self._slot(key)
+        if i < 0:
+            i = -1 - i
+            if self._a[i] == _EMPTY:
+                self._filled += 1
+            self._used += 1
+            self._kh[i] = key >> 64
+            self._kl[i] = key & _K64
+        self._a[i] = a + 2
+        self._b[i] = b
+        if 3 * self._filled > 2 * (self._mask + 1):
+            self._resize()
+
+    def pop(self, key, default=None):
+        if type(key) is int and 0 <= key < 1 << 128:
+            i = self._slot(key)
+            if i >= 0:
+                out = (self._a[i] - 2, self._b[i])
+                self._a[i] = _GONE
+                self._used -= 1
+                return out
+        if self._other:
+            return self._other.pop(key, default)
+        return default
+
+    def __delitem__(self, key) -> None:
+        if self.pop(key, self) is self:
+            raise KeyError(key)
+
+    def _resize(self) -> None:
+        kh, kl, a, b = self._kh, self._kl, self._a, self._b
+        n = 8
+        while 3 * self._used >= n:     # at most a third used after a resize
+            n *= 2
+        self._alloc(n)
+        for i in range(len(a)):
+            s = a[i]
+            if s > _GONE:
+                j = -1 - self._slot(kh[i] << 64 | kl[i])
+                self._kh[j], self._kl[j], self._a[j], self._b[j] = kh[i], kl[i], s, b[i]
+                self._used += 1
+                self._filled += 1
+
+    def __len__(self) -> int:
+        return self._used + len(self._other)
+
+    def __bool__(self) -> bool:
+        return self._used > 0 or bool(self._other)
+
+    def __contains__(self, key) -> bool:
+        return self.get(key, self) is not self
+
+    def clear(self) -> None:
+        self._other = {}
+        self._alloc(8)
+
+    def items(self):
+        """(key, (a, b)) of every entry, in no particular order."""
+        kh, kl, a, b = self._kh, self._kl, self._a, self._b
+        for i in range(len(a)):
+            if a[i] > _GONE:
+                yield kh[i] << 64 | kl[i], (a[i] - 2, b[i])
+        yield from self._other.items()

@@ -86,8 +86,9 @@ def test_dormant_state_is_kept_in_the_spill_file_or_in_memory_alike(monkeypatch)
         a.feed(s)
     a._dormant_after = 0.0
     a._sweep()
-    frozen = [c for c in a.connections if type(c) is tuple]
-    assert frozen and all(type(ref) is tuple for _rec, ref, _i in frozen)
+    frozen = [a._batches[a._slots[i] >> 6][0] for i in range(len(a.connections))
+              if a.is_dormant(i)]
+    assert frozen and all(type(ref) is tuple for ref in frozen)
     assert a._spill.size > 0 and a._spill.in_memory == 0
 
     def refuse(*_a, **_k):
@@ -108,17 +109,17 @@ def test_a_connection_sleeps_only_when_over_and_quiet(monkeypatch):
         a.feed(s)
     # the capture lasts a few seconds: nothing has been quiet for ten
     assert tcpmod.DORMANT_AFTER_S == 10.0
-    assert not any(type(c) is tuple for c in a.connections)
+    assert not any(c is None for c in a.connections)
     a._dormant_after = 0.0
     a._sweep()
-    over = [c for c in a.connections if type(c) is tuple]
+    over = [a.frozen_record(i) for i in range(len(a.connections)) if a.is_dormant(i)]
     assert over, "no connection of the capture was over"
-    for rec, _batch, _i in over:
+    for rec in over:
         fin = rec["fin"]
         assert rec["rst"]["by"] is not None or (fin["client"] is not None
                                                  and fin["server"] is not None), rec
     # and every connection still open stays live
-    live = [c for c in a.connections if type(c) is not tuple]
+    live = [c for c in a.connections if c is not None]
     for c in live:
         assert not (c.cdir.fin_frame is not None and c.sdir.fin_frame is not None)
         assert c.cdir.rst_frame is None and c.sdir.rst_frame is None

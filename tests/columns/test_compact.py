@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dissect.columns.compact import Column, IdIndex, Sparse, is_sorted, order_by
+from dissect.columns.compact import Column, IdIndex, KeyTable, Sparse, is_sorted, order_by
 
 _ODD = [None, "x", True, False, 2 ** 63, -(2 ** 63), 2 ** 63 - 1, -(2 ** 63) + 1, 1.5,
         float("nan"), float("inf"), -0.0, 0, 7, (1, 2)]
@@ -89,3 +89,56 @@ def test_is_sorted_with_none_is_false():
     for v in (1.0, None, 2.0):
         c.append(v)
     assert not is_sorted(c)
+
+
+_KEYS = st.one_of(st.integers(0, 40), st.integers(0, 2 ** 128 - 1),
+                  st.sampled_from([2 ** 128, 2 ** 300 + 5, -1, (1, 2), "k", 0]))
+_VALUES = st.tuples(st.one_of(st.integers(0, 2 ** 62 - 1), st.sampled_from([2 ** 62, -1, 0])),
+                    st.one_of(st.integers(0, 2 ** 64 - 1), st.sampled_from([2 ** 64, -3])))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["set", "pop", "del", "get"]), _KEYS, _VALUES),
+                max_size=400))
+def test_a_key_table_acts_as_a_dict(ops):
+    """KeyTable against a dict: every key and value kept exactly, those that do not fit
+    its arrays too; deletions, re-insertions and resizes in between."""
+    t, ref = KeyTable(), {}
+    for op, k, v in ops:
+        if op == "set":
+            t[k] = v
+            ref[k] = v
+        elif op == "pop":
+            assert t.pop(k) == ref.pop(k, None)
+        elif op == "del":
+            if k in ref:
+                del t[k]
+                del ref[k]
+            else:
+                try:
+                    del t[k]
+                except KeyError:
+                    pass
+                else:
+                    raise AssertionError("deleted a key it did not have")
+        assert t.get(k) == ref.get(k)
+        assert (k in t) == (k in ref)
+        assert len(t) == len(ref) and bool(t) == bool(ref)
+    assert dict(t.items()) == ref
+    t.clear()
+    assert not t and len(t) == 0 and list(t.items()) == []
+
+
+def test_a_key_table_holds_many_keys_in_its_arrays():
+    """Ten thousand 96-bit keys (IPv4 connection keys), half deleted and put back: all in
+    the arrays (no dict beside them), at most two thirds of the slots filled."""
+    t = KeyTable()
+    keys = [(i * 0x9E3779B1 << 48 | i * 7919) % 2 ** 96 for i in range(10000)]
+    for i, k in enumerate(keys):
+        t[k] = (i, i << 32 | 5)
+    for k in keys[::2]:
+        del t[k]
+    for i, k in enumerate(keys[::2]):
+        t[k] = (i + 1, 0)
+    assert len(t) == 10000 and not t._other
+    assert 3 * t._filled <= 2 * (t._mask + 1)
+    assert t.get(keys[1]) == (1, 1 << 32 | 5) and t.get(keys[2]) == (2, 0)

@@ -136,6 +136,11 @@ class AppDispatcher:
             full = max(st.buffered) >= PROBE_LIMIT
             self._probe(conn, st, final=full)
 
+    @staticmethod
+    def ended_state(state: str, name):
+        """The shared state of every ended connection with this state and name."""
+        return _ended(state, name)
+
     def wants(self, conn) -> bool:
         """Whether more bytes of this connection can still matter (probing or parsing)."""
         st = self.tcp.get(conn)
