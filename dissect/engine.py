@@ -18,6 +18,7 @@ import dissect.tuples as _tuples
 from dissect.analysis.observe import Observer, observe
 from dissect.analysis.observe import run as run_observer
 from dissect.analysis.summary import CaptureSummary
+from dissect.columns.compact import KeyTable
 from dissect.columns.decode import decode_frame
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.columns.segment import TcpSegment, UdpDatagram  # noqa: F401
@@ -80,8 +81,9 @@ class Result:
     # SYNs without ACK (frame, ts, src, sport, dst, dport, seq) sent more than once (the same
     # 4-tuple and sequence number): what SYN-retry chains are made of (repeated_syns)
     syns: list = field(default_factory=list)
-    # retransmitted data segments (conn, seq, len, frame, ts, original frame, original ts):
-    # what RTO chains need
+    # retransmitted data segments (conn, seq, len, frame, ts, original frame, original ts)
+    # whose connection and sequence number come more than once: what RTO chains are made
+    # of (repeated_retrans)
     retrans: list = field(default_factory=list)
     # (n, records): the n slowest transactions' timing records when a split run found
     # them in its workers (dissect.analysis.findings.timing.slowest), else None
@@ -137,6 +139,7 @@ class Engine:
     def _run(self, progress) -> Result:
         res = Result(self.path)
         res.syns = SynColumns()
+        res.retrans = RetransColumns()
         transport = new_transport(self.tcp, self.app, store=self.stream)
         reader = CaptureReader(self.path)   # errors opening propagate: nothing decoded yet
         res.info = reader.info
@@ -170,6 +173,7 @@ class Engine:
             res.summary.anomaly(name, frame)
         unsupported_error(res, self.path)
         res.syns = repeated_syns(res.syns)
+        res.retrans = repeated_retrans(res.retrans)
         if transport is not None:
             res.connections, res.records = transport.finish()
             if self.stream and type(res.records) is not list:
@@ -181,15 +185,16 @@ class Engine:
 
 
 class SynColumns:
-    """The SYN list of a run while it goes on, as columns (about 40 bytes a SYN instead of
+    """The SYN list of a run while it goes on, as columns (32 bytes a SYN instead of
     a 7-tuple's 150): appended with the tuples ``analyse_frames`` makes and read back as
     them, in order. :func:`repeated_syns` turns it into the (short) list a Result keeps."""
 
     def __init__(self):
         from array import array
-        self.frame, self.ts, self.seq = array("q"), array("d"), array("q")
-        self.ports = array("l")         # sport, dport
-        self.addrs = array("l")         # src, dst as indices into _names
+        # 32 bytes a SYN: a TCP sequence number is 32-bit, a port 16-bit
+        self.frame, self.ts, self.seq = array("q"), array("d"), array("I")
+        self.ports = array("H")         # sport, dport
+        self.addrs = array("I")         # src, dst as indices into _names
         self._names: list = []
         self._index: dict = {}
 
@@ -219,18 +224,108 @@ class SynColumns:
             yield (self.frame[i], self.ts[i], names[addrs[2 * i]], ports[2 * i],
                    names[addrs[2 * i + 1]], ports[2 * i + 1], self.seq[i])
 
+    def repeated(self) -> list:
+        """repeated_syns of these SYNs, keyed by columns (address indices stand for the
+        addresses one for one), without a tuple per SYN."""
+        # the key, (src, sport, dst, dport, seq) in 32 + 16 + 32 + 16 + 32 bits, is made
+        # twice rather than kept; counted in a KeyTable (typed arrays: at the end of a
+        # long run's pass, where memory peaks, a dict of key tuples took about 250 bytes
+        # a SYN)
+        ports, addrs, seq = self.ports, self.addrs, self.seq
+        counts = KeyTable()
+        for i in range(len(self.frame)):
+            counts.incr((((addrs[2 * i] << 16 | ports[2 * i]) << 32 | addrs[2 * i + 1]) << 16
+                         | ports[2 * i + 1]) << 32 | seq[i])
+        out = []
+        names = self._names
+        for i in range(len(self.frame)):
+            if counts.get((((addrs[2 * i] << 16 | ports[2 * i]) << 32 | addrs[2 * i + 1])
+                           << 16 | ports[2 * i + 1]) << 32 | seq[i])[0] > 1:
+                out.append((self.frame[i], self.ts[i], names[addrs[2 * i]], ports[2 * i],
+                            names[addrs[2 * i + 1]], ports[2 * i + 1], seq[i]))
+        return out
+
+
+class RetransColumns:
+    """The retransmission list of a run while it goes on, as columns (about 60 bytes a
+    retransmission instead of a 7-tuple's 200): appended with the tuples
+    ``analyse_frames`` makes and read back as them, in order (exactly: the original
+    frame and time may be None). :func:`repeated_retrans` turns it into the (short) list
+    a Result keeps."""
+
+    def __init__(self):
+        from dissect.columns.compact import Column
+        self.conn, self.ofr, self.ots = Column("q"), Column("q"), Column("d")
+        self.seq, self.plen, self.frame = Column("q"), Column("q"), Column("q")
+        self.ts = Column("d")
+
+    def append(self, r: tuple) -> None:
+        conn, seq, plen, frame, ts, ofr, ots = r
+        self.conn.append(conn)
+        self.seq.append(seq)
+        self.plen.append(plen)
+        self.frame.append(frame)
+        self.ts.append(ts)
+        self.ofr.append(ofr)
+        self.ots.append(ots)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __iter__(self):
+        for i in range(len(self.ts)):
+            yield (self.conn[i], self.seq[i], self.plen[i], self.frame[i], self.ts[i],
+                   self.ofr[i], self.ots[i])
+
+    def repeated(self) -> list:
+        """repeated_retrans of these retransmissions, without a tuple per one: (conn, seq)
+        packed into one int of 128 bits while both are in their arrays (as SynColumns)."""
+        conn, seq = self.conn, self.seq
+        if conn.other or seq.other:     # an id or number out of the arrays' range
+            return _repeated(self.__iter__, lambda: ((r[0], r[1]) for r in self))
+        ca, sa = conn.a, seq.a
+        counts = KeyTable()
+        for i in range(len(ca)):
+            counts.incr((ca[i] + _HALF64) * _TWO64 + sa[i] + _HALF64)
+        return [(conn[i], seq[i], self.plen[i], self.frame[i], self.ts[i], self.ofr[i],
+                 self.ots[i]) for i in range(len(ca))
+                if counts.get((ca[i] + _HALF64) * _TWO64 + sa[i] + _HALF64)[0] > 1]
+
+
+# signed 64-bit values moved to 0 .. 2**64 - 1, and the high half of a 128-bit key
+_HALF64 = 1 << 63
+_TWO64 = 1 << 64
+
 
 def repeated_syns(syns) -> list:
-    """The SYNs of ``syns`` whose 4-tuple and sequence number come more than once, in their
-    order: a SYN-retry chain is a run of those (dissect.analysis.backoff_chains.syn_chains
-    skips the others), and most connections send one SYN, so keeping only these saves
-    about 230 bytes per connection. Exact per shard of a split run too, since the shards
-    split the capture by 4-tuple."""
+    """The SYNs of ``syns`` (a list, or SynColumns) whose 4-tuple and sequence number come
+    more than once, in their order: a SYN-retry chain is a run of those
+    (dissect.analysis.backoff_chains.syn_chains skips the others), and most connections
+    send one SYN, so keeping only these saves about 230 bytes per connection. Exact per
+    shard of a split run too, since the shards split the capture by 4-tuple."""
+    if type(syns) is SynColumns:
+        return syns.repeated()
+    return _repeated(lambda: iter(syns), lambda: (s[2:] for s in syns))
+
+
+def repeated_retrans(retrans) -> list:
+    """The retransmissions of ``retrans`` (a list, or RetransColumns) whose connection and
+    sequence number come more than once, in their order: all an RTO chain is made of
+    (dissect.analysis.backoff_chains.rto_chains: a segment retransmitted twice or more).
+    Exact per shard of a split run too (the shards split the capture by connection)."""
+    if type(retrans) is RetransColumns:
+        return retrans.repeated()
+    return _repeated(lambda: iter(retrans), lambda: ((r[0], r[1]) for r in retrans))
+
+
+def _repeated(rows, keys) -> list:
+    """The rows (``rows()``: an iterator over them) whose key (``keys()``: an iterator over
+    them, aligned) comes more than once, in order (the lists' way; the columns count
+    their packed keys in a KeyTable themselves)."""
     seen: dict = {}
-    for s in syns:
-        k = s[2:]
+    for k in keys():
         seen[k] = seen.get(k, 0) + 1
-    return [s for s in syns if seen[s[2:]] > 1]
+    return [r for r, k in zip(rows(), keys()) if seen[k] > 1]
 
 
 # Frames between two calls of a progress callback.

@@ -43,9 +43,20 @@ import dissect.tuples as _tuples
 from dissect.analysis.tcp import unwrap_plain, unwrap_records, wrap_records
 from dissect.analysis.transport import udp_id
 from dissect.columns.scan import USE_SCAN, pcap_pairs
-from dissect.engine import (Engine, Result, SynColumns, analyse_frames, finish_summary,
-                            fold_summary, gc_paused, new_transport, repeated_syns,
-                            unsupported_error)
+from dissect.engine import (
+    Engine,
+    Result,
+    RetransColumns,
+    SynColumns,
+    analyse_frames,
+    finish_summary,
+    fold_summary,
+    gc_paused,
+    new_transport,
+    repeated_retrans,
+    repeated_syns,
+    unsupported_error,
+)
 from dissect.engine import optional as _optional
 from dissect.errors import CaptureError
 from dissect.io.capture import MAX_CAPLEN, CaptureReader, Frame
@@ -238,6 +249,7 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
                    store=False) -> ShardResult:
     res = Result(paths[0])
     res.syns = SynColumns()
+    res.retrans = RetransColumns()
     transport = new_transport(tcp, app, tag=True, store=store)
     out = ShardResult(shard, res)
     on_frame = None
@@ -311,6 +323,7 @@ def _analyse_shard(paths, shard, nshards, tcp, app, lines, counter,
         out.frames_per_file.append(state[0])
         base += state[0]
     res.syns = repeated_syns(res.syns)
+    res.retrans = repeated_retrans(res.retrans)
     if transport is not None:
         res.connections, res.records = transport.finish()
         out.record_keys = transport.record_keys
@@ -925,6 +938,7 @@ SPLIT_MIN_BYTES = 8 * 1024 * 1024
 def expand(patterns) -> list[str]:
     """File arguments with shell-style patterns ('captures/*.pcap') expanded, sorted."""
     import glob
+
     from dissect.errors import CaptureIOError
     out: list[str] = []
     for p in patterns:

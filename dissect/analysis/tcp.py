@@ -665,10 +665,20 @@ def _pack_dormant(cid: int, end: int, isn_a: int, isn_b: int) -> tuple:
 
 def _ip_int(addr: str) -> int:
     """The address text ``addr`` as an integer (IPv4 below 2**32, IPv6 with bit 128 set,
-    so that the two never meet); ValueError when it is neither."""
-    if ":" in addr:
-        return int.from_bytes(_inet_pton(_AF_INET6, addr), "big") | 1 << 128
-    return int.from_bytes(_inet_pton(_AF_INET, addr), "big")
+    so that the two never meet); ValueError when it is neither. Cached (a capture's
+    connections share few addresses)."""
+    v = _IP_INTS.get(addr)
+    if v is None:
+        if ":" in addr:
+            v = int.from_bytes(_inet_pton(_AF_INET6, addr), "big") | 1 << 128
+        else:
+            v = int.from_bytes(_inet_pton(_AF_INET, addr), "big")
+        if len(_IP_INTS) < 65536:
+            _IP_INTS[addr] = v
+    return v
+
+
+_IP_INTS: dict = {}
 
 
 def _dormant_key(key):
@@ -726,6 +736,8 @@ class TcpAnalyzer:
         self._spill = Spill("dissect-tcp-")
         self.keep_frames = keep_frames  # remember each connection's frame numbers (ladders)
         self._quiet: dict = {}          # id -> Connection that is over, not yet dormant
+        self._retired: list = []        # Connections whose ports a new one took since the
+        #                                 last sweep (they never get a segment again)
         # canonical 4-tuple as one int (_dormant_key) -> (id, 0 when the key's first end
         # sent first else 1, and each direction's ISN or none) of its dormant connection,
         # packed (_pack_dormant), in a KeyTable (arrays, not an object an entry)
@@ -741,7 +753,7 @@ class TcpAnalyzer:
     def feed(self, seg: TcpSegment) -> PacketVerdict:
         # every DORMANT_SWEEP_EVERY segments, before the next one is analysed (so that a
         # connection never sleeps between its segment's analysis here and above: on_sleep)
-        if not self._nfed & self._sweep_mask and self._quiet:
+        if not self._nfed & self._sweep_mask and (self._quiet or self._retired):
             self._sweep()
         # one unpacking instead of a dozen attribute lookups
         (frame, ts, src, dst, sport, dport, seq, ack, flags, win, seglen, opts, _payload,
@@ -997,9 +1009,11 @@ class TcpAnalyzer:
     def _new_conn(self, key, seg: TcpSegment) -> Connection:
         old = self._conns.get(key)
         if old is not None:
-            # ports reused: the old connection gets no segment again
+            # ports reused: the old connection gets no segment again; it sleeps at the next
+            # sweep, in a batch with the others retired since (one by one, each made a
+            # batch of its own, with its bookkeeping)
             self._quiet.pop(old.id, None)
-            self._put_to_sleep([old])
+            self._retired.append(old)
         conn = Connection(len(self.connections), key, seg)
         if self.keep_frames:
             conn.frames = []
@@ -1009,10 +1023,14 @@ class TcpAnalyzer:
         return conn
 
     def _sweep(self) -> None:
-        """Freeze the connections that are over and quiet for ``DORMANT_AFTER_S``."""
+        """Freeze the connections that are over and quiet for ``DORMANT_AFTER_S``, and
+        those whose ports a new connection took (_retired)."""
         cutoff = self._tmax - self._dormant_after
         quiet = self._quiet
         sleepy = [conn for conn in quiet.values() if conn.last_ts <= cutoff]
+        retired, self._retired = self._retired, []
+        for k in range(0, len(retired), DORMANT_BATCH):
+            self._put_to_sleep(retired[k:k + DORMANT_BATCH])
         for k in range(0, len(sleepy), DORMANT_BATCH):
             batch = sleepy[k:k + DORMANT_BATCH]
             self._put_to_sleep(batch)
@@ -1263,6 +1281,7 @@ class TcpAnalyzer:
         The analyzer is empty afterwards."""
         self._conns.clear()
         self._quiet.clear()
+        self._retired = []
         self._dormant.clear()
         conns = self.connections
         out = []
@@ -1284,6 +1303,7 @@ class TcpAnalyzer:
         record's first frame appended to ``first_frames`` when given."""
         self._conns.clear()
         self._quiet.clear()
+        self._retired = []
         self._dormant.clear()
         frozen = self._frozen
         out = _conn_store()

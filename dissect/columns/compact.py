@@ -130,6 +130,10 @@ def is_sorted(col) -> bool:
 # or hold an entry (its first value + 2)
 _EMPTY, _GONE = 0, 1
 _K64 = (1 << 64) - 1
+_M1, _M2 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F
+# a Python int (no C type): a key's high word times it is made in Python ints, never
+# shifted past a C integer's 64 bits
+_TWO64 = 1 << 64
 
 
 class KeyTable:
@@ -158,14 +162,13 @@ class KeyTable:
         """The slot of ``key``, or the first free one of its probe sequence (-1 - slot)."""
         kh = key >> 64
         kl = key & _K64
-        h = ((kh * 0x9E3779B97F4A7C15) ^ (kl * 0xC2B2AE3D27D4EB4F)) & _K64
+        h = ((kh * _M1) & _K64) ^ ((kl * _M2) & _K64)
         h ^= h >> 29
         mask = self._mask
         i = h & mask
-        a = self._a
         free = -1
         while True:
-            s = a[i]
+            s = self._a[i]
             if s == _EMPTY:
                 return -1 - (i if free < 0 else free)
             if s == _GONE:
@@ -209,6 +212,19 @@ class KeyTable:
         if 3 * self._filled > 2 * (self._mask + 1):
             self._resize()
 
+    def incr(self, key) -> int:
+        """One more for ``key``: its first value goes up by one (a new key starts at 1,
+        its second value 0); the new count."""
+        if type(key) is int and 0 <= key < 1 << 128 and not self._other:
+            i = self._slot(key)
+            if i >= 0 and self._a[i] < (1 << 62) + 1:
+                self._a[i] += 1
+                return self._a[i] - 2
+        c = self.get(key)
+        n = 1 if c is None else c[0] + 1
+        self[key] = (n, 0 if c is None else c[1])
+        return n
+
     def pop(self, key, default=None):
         if type(key) is int and 0 <= key < 1 << 128:
             i = self._slot(key)
@@ -234,7 +250,7 @@ class KeyTable:
         for i in range(len(a)):
             s = a[i]
             if s > _GONE:
-                j = -1 - self._slot(kh[i] << 64 | kl[i])
+                j = -1 - self._slot(kh[i] * _TWO64 | kl[i])
                 self._kh[j], self._kl[j], self._a[j], self._b[j] = kh[i], kl[i], s, b[i]
                 self._used += 1
                 self._filled += 1
@@ -257,5 +273,5 @@ class KeyTable:
         kh, kl, a, b = self._kh, self._kl, self._a, self._b
         for i in range(len(a)):
             if a[i] > _GONE:
-                yield kh[i] << 64 | kl[i], (a[i] - 2, b[i])
+                yield kh[i] * _TWO64 | kl[i], (a[i] - 2, b[i])
         yield from self._other.items()

@@ -14,8 +14,8 @@ import pytest
 from dissect.analysis import tcp as tcpmod
 from dissect.columns.decode import decode_frame
 from dissect.columns.segment import TcpSegment
-from dissect.io.capture import read_frames
 from dissect.errors import CaptureError
+from dissect.io.capture import read_frames
 
 _here = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("_dissect_conftest", _here.parent / "conftest.py")

@@ -97,11 +97,11 @@ _VALUES = st.tuples(st.one_of(st.integers(0, 2 ** 62 - 1), st.sampled_from([2 **
                     st.one_of(st.integers(0, 2 ** 64 - 1), st.sampled_from([2 ** 64, -3])))
 
 
-@given(st.lists(st.tuples(st.sampled_from(["set", "pop", "del", "get"]), _KEYS, _VALUES),
-                max_size=400))
+@given(st.lists(st.tuples(st.sampled_from(["set", "pop", "del", "get", "incr"]), _KEYS,
+                          _VALUES), max_size=400))
 def test_a_key_table_acts_as_a_dict(ops):
     """KeyTable against a dict: every key and value kept exactly, those that do not fit
-    its arrays too; deletions, re-insertions and resizes in between."""
+    its arrays too; deletions, re-insertions, counts (incr) and resizes in between."""
     t, ref = KeyTable(), {}
     for op, k, v in ops:
         if op == "set":
@@ -109,6 +109,10 @@ def test_a_key_table_acts_as_a_dict(ops):
             ref[k] = v
         elif op == "pop":
             assert t.pop(k) == ref.pop(k, None)
+        elif op == "incr":
+            old = ref.get(k)
+            ref[k] = (1, 0) if old is None else (old[0] + 1, old[1])
+            assert t.incr(k) == ref[k][0]
         elif op == "del":
             if k in ref:
                 del t[k]

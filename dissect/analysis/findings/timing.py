@@ -481,6 +481,109 @@ def _exchanges(conn: _Conn, proto, tls) -> list[dict]:
 
 # -- the observer ------------------------------------------------------------------------
 
+class _ConnTable:
+    """:func:`_conn_info` of every connection in connection order, as columns (about 60
+    bytes a connection, no object; a tuple of ten in a dict took about 300), and per
+    connection what the n-slowest search keeps: its transactions seen so far and its first
+    transaction's key (TimingObserver with ``n``). Rows are numbered in connection order.
+    The handshake frames (ints) and times (floats) are five doubles a row, NaN for None
+    (exact: frame numbers are far below 2**53); a row with any other value keeps its whole
+    tuple aside."""
+
+    __slots__ = ("others", "ids", "flags", "codes", "nums", "odd", "_codes", "_names",
+                 "count", "fkey", "fentry")
+
+    def __init__(self):
+        # a run's TCP ids come in order, 0 to n - 1: connection i is row i, found by
+        # looking (ids[i] == i); any other id's row is in this dict
+        self.others: dict = {}
+        self.ids = array("q")           # the id; -1: in odd
+        self.flags = bytearray()        # 1: TCP, 2: handshake seen
+        self.codes = array("i")         # app, state: indices into _names
+        self.nums = array("d")          # syn, syn_ack, ack, rtt, start
+        self.odd: dict = {}             # row -> its info tuple, when the columns cannot hold it
+        self._codes: dict = {}
+        self._names: list = []
+        self.count = array("q")         # transactions seen
+        self.fkey = array("q")          # the first one's key (while count > 0)
+        self.fentry: dict = {}          # row -> the first one's candidate entry, if kept
+
+    def row(self, cid) -> int:
+        """Connection ``cid``'s row, -1 if it has none."""
+        ids = self.ids
+        if type(cid) is int and 0 <= cid < len(ids) and ids[cid] == cid:
+            return cid
+        try:
+            return self.others.get(cid, -1)
+        except TypeError:       # an unhashable id: never added
+            return -1
+
+    def add(self, info: tuple) -> None:
+        cid, tcp, app, state, hs, syn, syn_ack, ack, rtt, start = info
+        row = self.row(cid)
+        if row >= 0:
+            # a second record of an id (not in a run's output): it replaces the first,
+            # as a dict's entry would, in the first's place
+            self.odd[row] = info
+            return
+        row = len(self.flags)
+        if cid != row or type(cid) is not int:
+            self.others[cid] = row
+        codes, names = self._codes, self._names
+        a = codes.get(app)
+        if a is None:
+            a = codes[app] = len(names)
+            names.append(app)
+        b = codes.get(state)
+        if b is None:
+            b = codes[state] = len(names)
+            names.append(state)
+        self.codes.append(a)
+        self.codes.append(b)
+        self.flags.append((1 if tcp else 0) | (2 if hs else 0))
+        if type(cid) is int and 0 <= cid < _EXACT:
+            self.ids.append(cid)
+        else:
+            self.ids.append(-1)
+            self.odd[row] = info
+        if ((syn is None or type(syn) is int and -_EXACT < syn < _EXACT)
+                and (syn_ack is None or type(syn_ack) is int and -_EXACT < syn_ack < _EXACT)
+                and (ack is None or type(ack) is int and -_EXACT < ack < _EXACT)
+                and (rtt is None or type(rtt) is float and rtt == rtt)
+                and (start is None or type(start) is float and start == start)):
+            self.nums.extend((_NAN if syn is None else syn, _NAN if syn_ack is None else syn_ack,
+                              _NAN if ack is None else ack, _NAN if rtt is None else rtt,
+                              _NAN if start is None else start))
+        else:
+            self.nums.extend((_NAN, _NAN, _NAN, _NAN, _NAN))
+            self.odd[row] = info
+        self.count.append(0)
+        self.fkey.append(0)
+
+    def info(self, row: int) -> tuple:
+        """The row's :func:`_conn_info` tuple."""
+        x = self.odd.get(row)
+        if x is not None:
+            return x
+        f = self.flags[row]
+        names, codes, nums = self._names, self.codes, self.nums
+        o = 5 * row
+        syn, syn_ack, ack, rtt, start = nums[o], nums[o + 1], nums[o + 2], nums[o + 3], \
+            nums[o + 4]
+        return (self.ids[row], bool(f & 1), names[codes[2 * row]], names[codes[2 * row + 1]],
+                bool(f & 2), None if syn != syn else int(syn),
+                None if syn_ack != syn_ack else int(syn_ack), None if ack != ack else int(ack),
+                None if rtt != rtt else rtt, None if start != start else start)
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+
+_NAN = float("nan")
+# ints a double holds exactly
+_EXACT = 1 << 53
+
+
 class TimingObserver(Observer):
     """The timing records of a run, in start order (:func:`timing_records`; ``frames``:
     the run's FrameTable, or None), or with ``n`` (and no frame table) the ``n`` slowest
@@ -518,8 +621,9 @@ class TimingObserver(Observer):
         self._envs: dict = {}        # conn id -> [(last frame, reply_code, reply_ts)]
         # keeping the candidates for the n slowest only
         self._top = frames is None and n is not None and n >= 1
-        # conn id -> [transactions seen, its first's key, its first's entry in _kept or None]
-        self._first: dict = {}
+        # with n: every connection's _conn_info, and how many transactions it had so far,
+        # its first's key and its first's entry in _kept (if kept), as columns
+        self._conns = _ConnTable() if self._top else None
         self._kept: list = []        # candidates (see _offer)
         # a total at least n transactions are sure to reach: only those reaching it count
         self._cut = float("-inf")
@@ -533,7 +637,10 @@ class TimingObserver(Observer):
     def conn(self, c):
         if self._done is None and c.get("type", "connection") == "connection":
             info = _conn_info(c)
-            self._info[info[0]] = info
+            if self._top:
+                self._conns.add(info)
+            else:
+                self._info[info[0]] = info
 
     def record(self, r):
         typ = r.get("type")
@@ -631,29 +738,29 @@ class TimingObserver(Observer):
 
     # -- the n slowest -------------------------------------------------------------------
     def _handshake(self, cid):
-        return _Conn(self._info[cid], None).handshake()
+        t = self._conns
+        return _Conn(t.info(t.row(cid)), None).handshake()
 
     def _top_record(self, r):
         cid = _i(r.get("conn"))
-        st = self._first.get(cid)
-        if st is None:
-            if cid not in self._info:
-                return
-            st = self._first[cid] = [0, None, None]
-        seq = st[0]
-        st[0] = seq + 1
+        t = self._conns
+        row = t.row(cid)
+        if row < 0:
+            return
+        seq = t.count[row]
+        t.count[row] = seq + 1
         tp = _timing_part(r, None)
         key = tp[0]
         if self._keys is not None and seq:
             # every key of a connection with more than one transaction (the first's is
-            # still st[1] when the second comes): their order is the candidates' index
+            # still fkey when the second comes): their order is the candidates' index
             keys = self._keys.get(cid)
             if keys is None:
-                keys = self._keys[cid] = array("q", [st[1]])
+                keys = self._keys[cid] = array("q", [t.fkey[row]])
             keys.append(key)
         own = _own_stages(tp)
         low, low_start = _span(own)
-        if seq and key >= st[1]:
+        if seq and key >= t.fkey[row]:
             # not the connection's first: its total is final
             if low >= self._cut:
                 self._offer([low, low_start, cid, key, seq, tp + _ident_part(r), False,
@@ -664,13 +771,13 @@ class TimingObserver(Observer):
         hs = self._handshake(cid)
         total, start = _span(_lead_stages(tp, hs) + own) if hs is not None \
             else (low, low_start)
-        old = st[2]
-        st[1], st[2] = key, None
+        old = t.fentry.pop(row, None)
+        t.fkey[row] = key
         if old is not None:
             old[0], old[1], old[6] = old[7], old[8], False
         if total >= self._cut:
-            e = st[2] = [total, start, cid, key, seq, tp + _ident_part(r), True, low,
-                         low_start]
+            e = [total, start, cid, key, seq, tp + _ident_part(r), True, low, low_start]
+            t.fentry[row] = e
             self._offer(e)
 
     def _offer(self, e: list) -> None:
@@ -690,9 +797,10 @@ class TimingObserver(Observer):
                 keep.append(x)
             elif x[6]:
                 # a first transaction dropped: its connection keeps only its key
-                st = self._first[x[2]]
-                if st[2] is x:
-                    st[2] = None
+                t = self._conns
+                row = t.row(x[2])
+                if t.fentry.get(row) is x:
+                    del t.fentry[row]
         self._kept = keep
         self._limit = max(4 * self.n + 64, 2 * len(keep))
 
@@ -705,12 +813,13 @@ class TimingObserver(Observer):
         if self._candidates:
             # creation index: the transactions of the connections before, then the place
             # in its connection (by first frame, then record order)
+            t = self._conns
+            rows = {t.row(e[2]) for e in entries}
             offset, at = {}, 0
-            for cid in self._info:
-                offset[cid] = at
-                st = self._first.get(cid)
-                if st is not None:
-                    at += st[0]
+            for row in range(len(t)):
+                if row in rows:
+                    offset[row] = at
+                at += t.count[row]
             ranks: dict = {}
             out = []
             for e in entries:
@@ -720,11 +829,11 @@ class TimingObserver(Observer):
                     keys = self._keys.get(cid) or array("q", [0])
                     order = sorted(range(len(keys)), key=keys.__getitem__)
                     rank = ranks[cid] = {seq: i for i, seq in enumerate(order)}
-                out.append((offset[cid] + rank[e[4]], self._build(e)))
+                out.append((offset[t.row(cid)] + rank[e[4]], self._build(e)))
             out.sort(key=lambda x: x[0])
             return out
-        pos = {cid: i for i, cid in enumerate(self._info)}
-        entries.sort(key=lambda e: (-e[0], e[1], pos[e[2]], e[3], e[4]))
+        row = self._conns.row
+        entries.sort(key=lambda e: (-e[0], e[1], row(e[2]), e[3], e[4]))
         return [self._build(e) for e in entries[:n]]
 
     def _build(self, e: list) -> dict:
