@@ -65,6 +65,57 @@ def exchange_records(conn: int, turns: _Turns) -> list[dict]:
             for a, b, c, d, e, f, g, h in turns.out]
 
 
+_NAN = float("nan")
+# ints a double holds exactly
+_EXACT = 1 << 53
+
+
+def _pack_turns(t: _Turns):
+    """A sleeping connection's turns as one bytes object (doubles: whether the open turn
+    is the last, the dropped count, then eight a turn, NaN for None): about 100 bytes
+    for a connection's one turn instead of about 400 in lists and numbers. ``t`` itself
+    when a value is not what turns hold (an int frame or byte count below 2**53, a float
+    time), so that unpacking gives back exactly what was packed."""
+    out = t.out
+    vals = [1.0 if out and t.cur is out[-1] else 0.0, float(t.dropped)]
+    for turn in out:
+        for k in range(8):
+            v = turn[k]
+            if v is None:
+                if k < 4 or k == 7:
+                    return t
+                vals.append(_NAN)
+            elif k == 1 or k == 2 or k == 5 or k == 6:
+                if type(v) is not float or v != v:
+                    return t
+                vals.append(v)
+            else:
+                if type(v) is not int or not -_EXACT < v < _EXACT:
+                    return t
+                vals.append(float(v))
+    if not -_EXACT < t.dropped < _EXACT:
+        return t
+    return array("d", vals).tobytes()
+
+
+def _unpack_turns(b) -> _Turns:
+    """_pack_turns' bytes back as the _Turns they were."""
+    if type(b) is not bytes:
+        return b
+    v = array("d")
+    v.frombytes(b)
+    t = _Turns()
+    t.dropped = int(v[1])
+    for i in range(2, len(v), 8):
+        t.out.append([int(v[i]), v[i + 1], v[i + 2], int(v[i + 3]),
+                      None if v[i + 4] != v[i + 4] else int(v[i + 4]),
+                      None if v[i + 5] != v[i + 5] else v[i + 5],
+                      None if v[i + 6] != v[i + 6] else v[i + 6], int(v[i + 7])])
+    if v[0] and t.out:
+        t.cur = t.out[-1]
+    return t
+
+
 def udp_id(n: int) -> str:
     return f"udp/{n}"
 
@@ -220,7 +271,11 @@ class TransportAnalyzer:
         in all)."""
         app = self.app
         cold, codes, index = self._cold, self._cold_codes, self._cold_index
+        turns = self._turns
         for cid in cids:
+            tr = turns.get(cid)
+            if tr is not None and type(tr) is not bytes:
+                turns[cid] = _pack_turns(tr)
             st = app.tcp.get(cid)
             if st is not None and (st.state == "probing" or st.state == "parsing"):
                 continue    # the dispatcher still works on it
@@ -248,6 +303,9 @@ class TransportAnalyzer:
 
     def _wake(self, cid: int) -> None:
         """Dormant connection ``cid`` woke: what _sleep put away comes back."""
+        tr = self._turns.get(cid)
+        if tr is not None:
+            self._turns[cid] = _unpack_turns(tr)
         cold = self._cold
         if cid >= len(cold) or not cold[cid]:
             return
@@ -308,7 +366,7 @@ class TransportAnalyzer:
         exchanges = []
         for conn in sorted(self._turns):
             if self.protocol_of(conn) is None:
-                exchanges += exchange_records(conn, self._turns[conn])
+                exchanges += exchange_records(conn, _unpack_turns(self._turns[conn]))
         exchanges.sort(key=lambda r: r["request_frame"])
         return exchanges
 
