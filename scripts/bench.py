@@ -97,7 +97,8 @@ def record_base(path: str) -> None:
              "add chain inet bench in { type filter hook input priority 0 ; }",
              "add rule inet bench in tcp dport 8080 numgen random mod 100 < 2 drop",
              "add rule inet bench in tcp sport 8080 numgen random mod 100 < 2 drop"]
-    record(path, TRAFFIC, nft=rules)
+    # 50 bulk transfers of 200 KB in bursts of 16: tcpdump's default ring overflowed here
+    record(path, TRAFFIC, nft=rules, buffer_kib=262144)
 
 
 def replicate(base: str, out: str, target: int) -> int:

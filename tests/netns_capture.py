@@ -31,23 +31,24 @@ def sh(*args, check=True, **kw):
 
 
 def record(out_path: str, script: str, *, mtu: int | None = 1500, sysctls=(), nft=(),
-           settle: float = 0.3) -> str:
+           settle: float = 0.3, buffer_kib: int = 16384) -> str:
     """Run ``python -c script`` inside a fresh namespace while tcpdump writes ``out_path``.
     Returns the script's stdout. A recording that may miss packets (tcpdump's "dropped by
     kernel", or a rise of the receive-backlog drop counter: see
     dissect.lab.tcpdump.incomplete) is made again, up to ATTEMPTS times in all;
-    IncompleteCapture names the last reason."""
+    IncompleteCapture names the last reason. ``buffer_kib``: tcpdump's ring (``-B``); a
+    burst of bulk transfers needs more than the default."""
     why = ""
     for _attempt in range(ATTEMPTS):
         out, stats = _record_once(out_path, script, mtu=mtu, sysctls=sysctls, nft=nft,
-                                  settle=settle)
+                                  settle=settle, buffer_kib=buffer_kib)
         why = incomplete(stats)
         if not why:
             return out
     raise IncompleteCapture(f"tcpdump missed packets in {ATTEMPTS} recordings: {why}")
 
 
-def _record_once(out_path, script, *, mtu, sysctls, nft, settle):
+def _record_once(out_path, script, *, mtu, sysctls, nft, settle, buffer_kib=16384):
     ns = "dt" + uuid.uuid4().hex[:10]
     backlog = backlog_drops()
     sh("ip", "netns", "add", ns)
@@ -63,7 +64,7 @@ def _record_once(out_path, script, *, mtu, sysctls, nft, settle):
             sh("ip", "netns", "exec", ns, "nft", *rule.split())
         tcpdump = subprocess.Popen(
             ["ip", "netns", "exec", ns, "tcpdump", "-i", "lo", "-w", out_path, "-U",
-             "--immediate-mode", "-B", "16384", "-s", "0", "-n"],
+             "--immediate-mode", "-B", str(buffer_kib), "-s", "0", "-n"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # wait until tcpdump is listening
         deadline = time.time() + 10
