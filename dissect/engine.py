@@ -190,11 +190,12 @@ class SynColumns:
     them, in order. :func:`repeated_syns` turns it into the (short) list a Result keeps."""
 
     def __init__(self):
-        from array import array
-        # 32 bytes a SYN: a TCP sequence number is 32-bit, a port 16-bit
-        self.frame, self.ts, self.seq = array("q"), array("d"), array("I")
-        self.ports = array("H")         # sport, dport
-        self.addrs = array("I")         # src, dst as indices into _names
+        from dissect.columns.filearray import FileArray
+        # 32 bytes a SYN: a TCP sequence number is 32-bit, a port 16-bit (in a file
+        # mapping once large: dissect.columns.filearray)
+        self.frame, self.ts, self.seq = FileArray("q"), FileArray("d"), FileArray("I")
+        self.ports = FileArray("H")         # sport, dport
+        self.addrs = FileArray("I")         # src, dst as indices into _names
         self._names: list = []
         self._index: dict = {}
 
@@ -255,9 +256,10 @@ class RetransColumns:
 
     def __init__(self):
         from dissect.columns.compact import Column
-        self.conn, self.ofr, self.ots = Column("q"), Column("q"), Column("d")
-        self.seq, self.plen, self.frame = Column("q"), Column("q"), Column("q")
-        self.ts = Column("d")
+        # (in file mappings once large: dissect.columns.filearray)
+        self.conn, self.ofr, self.ots = Column("q", True), Column("q", True), Column("d", True)
+        self.seq, self.plen, self.frame = Column("q", True), Column("q", True), Column("q", True)
+        self.ts = Column("d", True)
 
     def append(self, r: tuple) -> None:
         conn, seq, plen, frame, ts, ofr, ots = r
@@ -281,7 +283,7 @@ class RetransColumns:
         """repeated_retrans of these retransmissions, without a tuple per one: (conn, seq)
         packed into one int of 128 bits while both are in their arrays (as SynColumns)."""
         conn, seq = self.conn, self.seq
-        if conn.other or seq.other:     # an id or number out of the arrays' range
+        if conn.irregular or seq.irregular:  # an id or number not in the arrays
             return _repeated(self.__iter__, lambda: ((r[0], r[1]) for r in self))
         ca, sa = conn.a, seq.a
         counts = KeyTable()

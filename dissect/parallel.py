@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import dissect.tuples as _tuples
 from dissect.analysis.tcp import unwrap_plain, unwrap_records, wrap_records
 from dissect.analysis.transport import udp_id
+from dissect.columns.filearray import FileArray
 from dissect.columns.scan import USE_SCAN, pcap_pairs
 from dissect.engine import (
     Engine,
@@ -438,28 +439,38 @@ class ConnMap:
 def _conn_order(parts: list[ShardResult]) -> tuple[list, tuple]:
     """The global ids (ConnMap per part) and, in global order, (part, position in its
     store) of every connection, as two columns: TCP in order of first frame, then UDP the
-    same way, as the list merge numbers them."""
+    same way, as the list merge numbers them. The parts' connections are merged, not
+    sorted as one list: each part's are in order of first frame already (else they are
+    sorted by it), so no object is made per connection (the columns go to file mappings
+    once large: dissect.columns.filearray)."""
     maps = [ConnMap() for _ in parts]
-    tcp, udp = [], []
-    for i, p in enumerate(parts):
-        ff, ntcp = p.conn_first
-        m = maps[i]
-        m.tcp = array("q", bytes(8 * ntcp))
-        for pos in range(len(ff)):
-            (tcp if pos < ntcp else udp).append((ff[pos], i, pos))
-    tcp.sort()
-    udp.sort()
-    part, place = array("i"), array("q")
-    for n, (_f, i, pos) in enumerate(tcp):
-        maps[i].tcp[pos] = n
-        part.append(i)
-        place.append(pos)
-    del tcp
-    for n, (_f, i, pos) in enumerate(udp):
-        maps[i].udp[udp_id(pos - parts[i].conn_first[1])] = udp_id(n)
-        part.append(i)
-        place.append(pos)
+    part, place = FileArray("i"), FileArray("q")
+    for udp in (False, True):
+        streams = []
+        for i, p in enumerate(parts):
+            ff, ntcp = p.conn_first
+            if not udp:
+                maps[i].tcp = FileArray("q")
+                maps[i].tcp.resize_zero(ntcp)
+            rng = range(ntcp, len(ff)) if udp else range(ntcp)
+            if not all(ff[j - 1] <= ff[j] for j in rng[1:]):
+                rng = sorted(rng, key=ff.__getitem__)   # stable: ties by position
+            streams.append(_firsts(ff, i, rng))
+        # (first frame, part, position): ties broken by part, then position, as sorting
+        # the tuples of all parts did
+        for n, (_f, i, pos) in enumerate(heapq.merge(*streams)):
+            if udp:
+                maps[i].udp[udp_id(pos - parts[i].conn_first[1])] = udp_id(n)
+            else:
+                maps[i].tcp[pos] = n
+            part.append(i)
+            place.append(pos)
     return maps, (part, place)
+
+
+def _firsts(ff, i: int, positions):
+    for pos in positions:
+        yield (ff[pos], i, pos)
 
 
 def _once(stream) -> None:

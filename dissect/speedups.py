@@ -41,7 +41,7 @@ MODULES = ("dissect.io.capture", "dissect.columns.decode", "dissect.columns.segm
            "dissect.analysis.findings.timing", "dissect.analysis.findings.conversations",
            "dissect.analysis.findings.cleartext", "dissect.analysis.backoff_chains",
            "dissect.analysis.tiers", "dissect.analysis.post", "dissect.report.sections",
-           "dissect.columns.compact",
+           "dissect.columns.compact", "dissect.columns.filearray",
            # the record stores every record goes through, and the pass that reads them
            "dissect.store", "dissect.analysis.observe")
 

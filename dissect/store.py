@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import pickle
 import struct
-from array import array
 
+from dissect.columns.filearray import FileArray
 from dissect.spill import Spill
 
 # Records per pickled batch: large enough that pickling is cheap per record, small enough
@@ -252,9 +252,10 @@ class RecordKeys(_Appends):
     of numbers, is kept as ``(phase, a, b)``, which sorts the same way."""
 
     def __init__(self):
-        self.phase = array("b")
-        self.a = array("q")
-        self.b = array("q")
+        # in file mappings once large (dissect.columns.filearray)
+        self.phase = FileArray("b")
+        self.a = FileArray("q")
+        self.b = FileArray("q")
 
     def append(self, key) -> None:
         phase, x = key

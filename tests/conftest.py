@@ -104,3 +104,23 @@ def run_dissect(*args, input=None, timeout=300):
     p = subprocess.run([sys.executable, "-m", "dissect.cli", *map(str, args)],
                        capture_output=True, text=True, timeout=timeout, input=input)
     return p.returncode, p.stdout, p.stderr
+
+
+class Collect:
+    """An observer for dissect.engine.finish_stream that keeps what a pass shows (a test
+    only: observers must not)."""
+
+    def __init__(self):
+        self.conns, self.records = [], []
+
+    def start(self, res):
+        pass
+
+    def conn(self, c):
+        self.conns.append(c)
+
+    def record(self, r):
+        self.records.append(r)
+
+    def finish(self, res):
+        return self

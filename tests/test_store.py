@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import Collect  # noqa: E402
+
 import dissect.store as store_mod
 from dissect.analysis.tcp import unwrap_records, wrap_records
 from dissect.store import FileBlobs, RecordKeys, RecordStore
@@ -136,31 +139,12 @@ def test_record_keys_sort_like_the_tuples():
         sorted(range(len(keys)), key=lambda i: flat[i])
 
 
-class _Collect:
-    """Keeps what a pass shows (a test only: observers must not)."""
-
-    def __init__(self):
-        self.conns, self.records = [], []
-
-    def start(self, res):
-        pass
-
-    def conn(self, c):
-        self.conns.append(c)
-
-    def record(self, r):
-        self.records.append(r)
-
-    def finish(self, res):
-        return self
-
-
 def _same_result(a, b) -> bool:
     """Whether ``b`` was streamed (FTP control traffic needs every record at once: then a
     run gives lists, as without streaming); either way, it equals ``a``."""
     from dissect.engine import finish_stream
     streamed = b.streamed
-    got = finish_stream(b, [_Collect()])[0]
+    got = finish_stream(b, [Collect()])[0]
     assert not b.streamed
     assert got.conns == list(a.connections)
     assert [list(c) for c in got.conns] == [list(c) for c in a.connections]

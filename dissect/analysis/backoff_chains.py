@@ -333,7 +333,7 @@ class _Calls:
         out = []
         for ei in order:
             ts, fr, ok = self.by[ei]
-            rows = range(len(ts)) if not ts.other else \
+            rows = range(len(ts)) if not ts.irregular else \
                 [j for j in range(len(ts)) if ts[j] is not None]
             if len(rows) < MIN_BREAKER_CALLS:
                 continue

@@ -28,7 +28,6 @@ flag names of a verdict come from a small cache keyed by the flag bits.
 from __future__ import annotations
 
 import pickle
-from array import array
 from bisect import bisect_left
 from socket import AF_INET as _AF_INET
 from socket import AF_INET6 as _AF_INET6
@@ -38,6 +37,7 @@ from typing import NamedTuple
 import dissect.numeric as _numeric
 import dissect.tuples as _tuples
 from dissect.columns.compact import KeyTable
+from dissect.columns.filearray import FileArray
 from dissect.columns.segment import TcpSegment
 from dissect.spill import Spill
 
@@ -724,9 +724,10 @@ class TcpAnalyzer:
         # ``batch << 6 | index``: its batch of connections pickled together, and its index
         # in it (_DORMANT_SLOT), and _batches[batch] is (reference to the pickled batch in
         # _spill, position of the batch's first record in _frozen). 16 bytes a connection,
-        # and no object (a tuple of three took about 100).
+        # and no object (a tuple of three took about 100); the slots in a file mapping
+        # once there are many (dissect.columns.filearray).
         self.connections: list = []
-        self._slots = array("q")
+        self._slots = FileArray("q")
         self._batches: list = []
         # called with the ids of connections put to sleep, and with the id of one woken
         # (before its segment is analysed): what the layers above keep per connection can
@@ -1290,7 +1291,7 @@ class TcpAnalyzer:
             out.append(self.frozen_record(i) if c is None else c.record())
             conns[i] = None
         self.connections = []
-        self._slots = array("q")
+        self._slots = FileArray("q")
         self._batches = []
         self._frozen = []
         self._spill.close()
@@ -1335,7 +1336,7 @@ class TcpAnalyzer:
             out.append(r)
             conns[i] = None
         self.connections = []
-        self._slots = array("q")
+        self._slots = FileArray("q")
         self._batches = []
         self._spill.close()
         frozen.close()

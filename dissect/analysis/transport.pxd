@@ -21,7 +21,7 @@ cdef class TransportAnalyzer:
     cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
     cdef public set _closed
     cdef public object tcp, udp, app, reasm, conn_first
-    cdef public bytearray _cold
+    cdef public object _cold
     cdef public list _cold_codes
     cdef public dict _cold_index
 

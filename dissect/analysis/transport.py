@@ -13,6 +13,7 @@ import dissect.tuples as _tuples
 from dissect.analysis.flows import UdpFlows
 from dissect.analysis.reassembly import Reassembler
 from dissect.analysis.tcp import TcpAnalyzer
+from dissect.columns.filearray import FileArray
 from dissect.columns.segment import TcpSegment, UdpDatagram
 from dissect.engine import Verdict
 from dissect.engine import optional as _optional
@@ -149,7 +150,7 @@ class TransportAnalyzer:
         # state and name) and its protocol name, as one byte by connection id, a code
         # into _cold_codes (0: nothing asleep), instead of entries in three hash tables
         # (about 160 bytes a connection); put back when a segment wakes it.
-        self._cold = bytearray()
+        self._cold = FileArray("B")    # (a file mapping once there are many)
         self._cold_codes: list = [None]
         self._cold_index: dict = {}
         if app:
@@ -292,7 +293,7 @@ class TransportAnalyzer:
                 code = index[kind] = len(codes)
                 codes.append(kind)
             if len(cold) <= cid:
-                cold.extend(bytes(cid + 1 - len(cold)))
+                cold.resize_zero(cid + 1)
             cold[cid] = code
             if closed:
                 self._closed.discard(cid)
@@ -375,7 +376,7 @@ class TransportAnalyzer:
         records in :class:`dissect.store.RecordStore` s (on disk but for a last batch each),
         except when FTP data connections must be linked (that needs every record at once:
         then lists, as without ``store``)."""
-        ff = array("q")
+        ff = FileArray("q")
         conns = self.tcp.drain_store(self.protocol_of if self.app is not None else None, ff)
         # (first frame of each connection record in order, how many are TCP): what a
         # split run's merge numbers connections by without reading the records

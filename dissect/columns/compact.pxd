@@ -13,6 +13,8 @@ cdef class KeyTable:
     cdef unsigned long long[:] _kh, _kl, _a, _b
     cdef public Py_ssize_t _mask, _used, _filled
     cdef public dict _other
+    cdef public object _map
+    cdef object __weakref__
 
     @cython.locals(kh=cython.ulonglong, kl=cython.ulonglong, h=cython.ulonglong,
                    i=cython.Py_ssize_t, free=cython.Py_ssize_t, s=cython.ulonglong,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from array import array
 
+from dissect.columns.filearray import _OWNERS, FileArray, zeros
+
 _NAN = float("nan")
 _INT_SENTINEL = -(2 ** 63)
 # TCP connection ids above this go to IdIndex's dict: a hostile id must not make the
@@ -22,14 +24,24 @@ _DENSE_IDS = 1 << 24
 
 class Column:
     """A list of scalars in a typed array (typecode ``"d"``: floats, ``"q"``: ints);
-    values of another type are kept aside by position."""
+    values of another type are kept aside by position, but None, which takes no room: a
+    marked position (NaN, or the int sentinel) not in ``other`` holds None."""
 
-    __slots__ = ("a", "other", "_float")
+    __slots__ = ("a", "other", "_float", "nones")
 
-    def __init__(self, typecode: str = "d"):
-        self.a = array(typecode)
+    def __init__(self, typecode: str = "d", mapped: bool = False):
+        # ``mapped``: the array is a FileArray (in a file mapping once large) - for columns
+        # that grow with the capture's length during the pass, where memory peaks; the
+        # others keep a plain array, read and appended to in C
+        self.a = FileArray(typecode) if mapped else array(typecode)
         self.other: dict = {}
+        self.nones = 0          # how many values are None
         self._float = typecode == "d"
+
+    @property
+    def irregular(self) -> bool:
+        """Whether any value is not in the array (None, or another type)."""
+        return self.nones > 0 or bool(self.other)
 
     def append(self, v) -> None:
         a = self.a
@@ -37,20 +49,31 @@ class Column:
             if type(v) is float and v == v:
                 a.append(v)
                 return
-            self.other[len(a)] = v
+            if v is None:
+                self.nones += 1
+            else:
+                self.other[len(a)] = v
             a.append(_NAN)
             return
         if type(v) is int and _INT_SENTINEL < v < -_INT_SENTINEL:
             a.append(v)
             return
-        self.other[len(a)] = v
+        if v is None:
+            self.nones += 1
+        else:
+            self.other[len(a)] = v
         a.append(_INT_SENTINEL)
 
     def __getitem__(self, i: int):
         x = self.a[i]
         if self._float:
-            return self.other[i] if x != x else x
-        return self.other[i] if x == _INT_SENTINEL else x
+            if x == x:
+                return x
+        elif x != _INT_SENTINEL:
+            return x
+        if i < 0:
+            i += len(self.a)
+        return self.other.get(i)
 
     def __len__(self) -> int:
         return len(self.a)
@@ -143,20 +166,44 @@ class KeyTable:
     costs about 130 bytes an entry, in objects that stay scattered over the heap). Any
     other key or value (a larger int, a tuple) goes to a dict beside it, so every key and
     value is kept exactly. Open addressing with linear probing; deleted slots are reused
-    and dropped at the next resize."""
+    and dropped at the next resize. A large table's arrays are a file mapping
+    (dissect.columns.filearray: page cache, not the process's own memory)."""
 
-    __slots__ = ("_kh", "_kl", "_a", "_b", "_mask", "_used", "_filled", "_other")
+    __slots__ = ("_kh", "_kl", "_a", "_b", "_mask", "_used", "_filled", "_other", "_map",
+                 "__weakref__")
 
     def __init__(self):
         self._other: dict = {}
+        self._map = None
         self._alloc(8)
 
     def _alloc(self, n: int) -> None:
-        z = array("Q", bytes(8 * n))
-        self._kh, self._kl, self._a, self._b = z, array("Q", z), array("Q", z), array("Q", z)
+        z = zeros(4 * n)
+        if type(z) is array:
+            self._kh, self._kl, self._a, self._b = z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:]
+            self._map = None
+        else:
+            v = z.view
+            self._kh, self._kl, self._a, self._b = v[:n], v[n:2 * n], v[2 * n:3 * n], v[3 * n:]
+            self._map = z
+            _OWNERS.add(self)
         self._mask = n - 1
         self._used = 0      # entries
         self._filled = 0    # entries and deleted slots
+
+    def _own_copy(self) -> None:
+        """After a fork (dissect.columns.filearray): the arrays into a mapping of this
+        process's own."""
+        if self._map is None:
+            return
+        kh, kl, a, b, old = self._kh, self._kl, self._a, self._b, self._map
+        used, filled = self._used, self._filled
+        n = self._mask + 1
+        self._alloc(n)
+        for i in range(n):
+            self._kh[i], self._kl[i], self._a[i], self._b[i] = kh[i], kl[i], a[i], b[i]
+        self._used, self._filled = used, filled
+        old.close()
 
     def _slot(self, key: int) -> int:
         """The slot of ``key``, or the first free one of its probe sequence (-1 - slot)."""
@@ -243,6 +290,7 @@ class KeyTable:
 
     def _resize(self) -> None:
         kh, kl, a, b = self._kh, self._kl, self._a, self._b
+        old = self._map     # the old arrays' mapping lives until they are copied
         n = 8
         while 3 * self._used >= n:     # at most a third used after a resize
             n *= 2
@@ -254,6 +302,7 @@ class KeyTable:
                 self._kh[j], self._kl[j], self._a[j], self._b[j] = kh[i], kl[i], s, b[i]
                 self._used += 1
                 self._filled += 1
+        del old
 
     def __len__(self) -> int:
         return self._used + len(self._other)

@@ -28,23 +28,6 @@ _spec.loader.exec_module(_cf)
 PCAPS = sorted((_here.parents[1] / "pcaps").glob("*.pcap"))
 
 
-class _Collect:
-    def __init__(self):
-        self.conns, self.records = [], []
-
-    def start(self, res):
-        pass
-
-    def conn(self, c):
-        self.conns.append(c)
-
-    def record(self, r):
-        self.records.append(r)
-
-    def finish(self, res):
-        return self
-
-
 def _run(path, monkeypatch, asleep: bool, stream: bool, seen: dict):
     monkeypatch.setattr(tcpmod, "DORMANT_AFTER_S", 0.0 if asleep else 1e18)
     monkeypatch.setattr(tcpmod, "DORMANT_SWEEP_EVERY", 1 if asleep else 4096)
@@ -61,7 +44,7 @@ def _run(path, monkeypatch, asleep: bool, stream: bool, seen: dict):
     finally:
         monkeypatch.setattr(transmod, "TransportAnalyzer", real)
     if stream and res.streamed:
-        got = finish_stream(res, [_Collect()])[0]
+        got = finish_stream(res, [_cf.Collect()])[0]
         conns, records = got.conns, got.records
     else:
         conns, records = list(res.connections), list(res.records)

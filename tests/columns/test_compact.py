@@ -4,10 +4,12 @@ orders equal sorting the rows' tuples."""
 from __future__ import annotations
 
 import math
+from array import array
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+import dissect.columns.filearray as fa
 from dissect.columns.compact import Column, IdIndex, KeyTable, Sparse, is_sorted, order_by
 
 _ODD = [None, "x", True, False, 2 ** 63, -(2 ** 63), 2 ** 63 - 1, -(2 ** 63) + 1, 1.5,
@@ -26,12 +28,19 @@ def _same(a, b) -> bool:
 @given(st.lists(st.one_of(st.floats(allow_nan=True), st.integers(), st.none(),
                           st.sampled_from(_ODD))))
 def test_columns_give_back_what_was_appended(values):
-    for code in ("d", "q"):
-        c = Column(code)
-        for v in values:
-            c.append(v)
-        assert len(c) == len(values)
-        assert all(_same(c[i], v) for i, v in enumerate(values)), code
+    spill = fa.SPILL_BYTES
+    fa.SPILL_BYTES = 16     # a mapped column moves to its file after two values
+    try:
+        for code in ("d", "q"):
+            for mapped in (False, True):
+                c = Column(code, mapped)
+                for v in values:
+                    c.append(v)
+                assert len(c) == len(values)
+                assert all(_same(c[i], v) for i, v in enumerate(values)), code
+                assert type(c.a) is (fa.FileArray if mapped else array)
+    finally:
+        fa.SPILL_BYTES = spill
     s = Sparse()
     for v in values:
         s.append(v)
@@ -101,7 +110,17 @@ _VALUES = st.tuples(st.one_of(st.integers(0, 2 ** 62 - 1), st.sampled_from([2 **
                           _VALUES), max_size=400))
 def test_a_key_table_acts_as_a_dict(ops):
     """KeyTable against a dict: every key and value kept exactly, those that do not fit
-    its arrays too; deletions, re-insertions, counts (incr) and resizes in between."""
+    its arrays too; deletions, re-insertions, counts (incr) and resizes in between; with
+    its arrays in memory and in a file mapping."""
+    for spill in (fa.SPILL_BYTES, 0):
+        old_spill, fa.SPILL_BYTES = fa.SPILL_BYTES, spill
+        try:
+            _key_table_against_a_dict(ops)
+        finally:
+            fa.SPILL_BYTES = old_spill
+
+
+def _key_table_against_a_dict(ops):
     t, ref = KeyTable(), {}
     for op, k, v in ops:
         if op == "set":
@@ -144,5 +163,6 @@ def test_a_key_table_holds_many_keys_in_its_arrays():
     for i, k in enumerate(keys[::2]):
         t[k] = (i + 1, 0)
     assert len(t) == 10000 and not t._other
+    assert t._map is not None   # 16384 slots of 32 bytes: a file mapping
     assert 3 * t._filled <= 2 * (t._mask + 1)
     assert t.get(keys[1]) == (1, 1 << 32 | 5) and t.get(keys[2]) == (2, 0)

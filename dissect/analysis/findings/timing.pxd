@@ -6,7 +6,6 @@
 cdef class _ConnTable:
     cdef public dict others, odd, fentry, _codes
     cdef public list _names
-    cdef public object ids, codes, nums, count, fkey
-    cdef public bytearray flags
+    cdef public object ids, codes, nums, count, fkey, flags
 
     cpdef Py_ssize_t row(self, object cid) except? -9

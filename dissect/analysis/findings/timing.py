@@ -42,6 +42,7 @@ from sys import intern
 
 from dissect.analysis.findings import ACK, FIN, RST, SYN
 from dissect.analysis.observe import Observer, run
+from dissect.columns.filearray import FileArray
 
 CLIENT, SERVER = 0, 1
 
@@ -497,15 +498,16 @@ class _ConnTable:
         # a run's TCP ids come in order, 0 to n - 1: connection i is row i, found by
         # looking (ids[i] == i); any other id's row is in this dict
         self.others: dict = {}
-        self.ids = array("q")           # the id; -1: in odd
-        self.flags = bytearray()        # 1: TCP, 2: handshake seen
-        self.codes = array("i")         # app, state: indices into _names
-        self.nums = array("d")          # syn, syn_ack, ack, rtt, start
+        # (the columns go to file mappings once large: dissect.columns.filearray)
+        self.ids = FileArray("q")       # the id; -1: in odd
+        self.flags = FileArray("B")     # 1: TCP, 2: handshake seen
+        self.codes = FileArray("i")     # app, state: indices into _names
+        self.nums = FileArray("d")      # syn, syn_ack, ack, rtt, start
         self.odd: dict = {}             # row -> its info tuple, when the columns cannot hold it
         self._codes: dict = {}
         self._names: list = []
-        self.count = array("q")         # transactions seen
-        self.fkey = array("q")          # the first one's key (while count > 0)
+        self.count = FileArray("q")     # transactions seen
+        self.fkey = FileArray("q")      # the first one's key (while count > 0)
         self.fentry: dict = {}          # row -> the first one's candidate entry, if kept
 
     def row(self, cid) -> int:
