@@ -24,6 +24,9 @@ def test_bench_runs_on_a_small_capture():
         assert r.split()[-1] == "0", r            # every command exited 0
         pps = float(re.search(r"\s([\d,]+)\s+(?:[\d.]+x|-)\s", r).group(1).replace(",", ""))
         assert pps > 0
+    # the half-length run's line says whether memory grows with the capture's length
+    assert re.search(r"memory growth: \d+ MB on the first half, \d+ MB on the whole .* - "
+                     r"(not growing \(within [\d.]+ MB|GROWING)", out.stdout), out.stdout
     if shutil.which("tshark"):
         assert any(n.startswith("tshark TCP analysis") for n in names)
         # the ratio column is filled against tshark's TCP analysis, which is 1.00x itself

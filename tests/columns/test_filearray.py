@@ -185,19 +185,14 @@ def test_after_a_fork_each_process_writes_its_own_mapping(mapped):
 # --------------------------------------------------------------------------- whole runs
 
 def _engine(path, stream: bool):
-    res = Engine(str(path), stream=stream).run()
-    if stream and res.streamed:
-        got = finish_stream(res, [Collect()])[0]
-        conns, records = got.conns, got.records
-    else:
-        conns, records = list(res.connections), list(res.records)
-    return (json.dumps(conns, default=str), json.dumps(records, default=str),
-            json.dumps(res.summary.to_record(), default=str, sort_keys=True),
-            repr(list(res.syns)), repr(list(res.retrans)), str(res.error))
+    return _outcome(Engine(str(path), stream=stream).run())
 
 
 def _split(path):
-    res = parallel.run(str(path), jobs=2, stream=True)
+    return _outcome(parallel.run(str(path), jobs=2, stream=True))
+
+
+def _outcome(res):
     if res.streamed:
         got = finish_stream(res, [Collect()])[0]
         conns, records = got.conns, got.records
