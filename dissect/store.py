@@ -28,8 +28,11 @@ from dissect.spill import Spill
 # Records per pickled batch: large enough that pickling is cheap per record, small enough
 # that the batch being filled (and the few read back) stay small.
 BATCH = 512
-# Batches read back by get() kept unpickled (reads by position mostly go forwards, but the
-# records of dormant connections are stored in the order they went dormant, not by id).
+# Batches read back by get() kept unpickled, the least recently read dropped first (reads
+# by position mostly go forwards, but the records of dormant connections are stored in the
+# order they went dormant, not by id). A store read once in nearly sequential order sets its
+# own ``cached`` lower (TcpAnalyzer.drain_store: 8 batches of connection records were 3 MB
+# at the end of a worker's pass, where its memory peaks).
 CACHED = 8
 
 _LEN = struct.Struct("<Q")
@@ -87,7 +90,8 @@ class RecordStore(_Appends):
         self._refs: list = []       # per stored batch: (reference, first position, count)
         self._tail: list = []       # the batch being filled
         self._n = 0                 # records in stored batches
-        self._cache: dict = {}      # batch index -> its records (get)
+        self._cache: dict = {}      # batch index -> its records (get), least recent first
+        self.cached = CACHED        # how many batches _cache keeps
         self.types: set = set()     # the record types appended (their "type")
         # records in all (len(): a plain attribute, read for every segment of a split
         # run, where len() of a compiled class still calls a Python method)
@@ -161,14 +165,15 @@ class RecordStore(_Appends):
     def _cached(self, k: int, wrapped: bool) -> list:
         """Batch ``k`` (as pickled when ``wrapped``), kept with the last few read."""
         key = ~k if wrapped else k          # the two kinds share the cache, apart
-        batch = self._cache.get(key)
+        cache = self._cache
+        batch = cache.pop(key, None)
         if batch is None:
-            if len(self._cache) >= CACHED:
-                self._cache.pop(next(iter(self._cache)))
+            while len(cache) >= max(1, self.cached):
+                cache.pop(next(iter(cache)))
             batch = pickle.loads(self._src.get(self._refs[k][0]))
             if not wrapped:
                 batch = self._unwrap(batch)
-            self._cache[key] = batch
+        cache[key] = batch                  # (the most recent last)
         return batch
 
     def get_wrapped(self, pos: int):

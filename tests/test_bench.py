@@ -25,7 +25,7 @@ def test_bench_runs_on_a_small_capture():
         pps = float(re.search(r"\s([\d,]+)\s+(?:[\d.]+x|-)\s", r).group(1).replace(",", ""))
         assert pps > 0
     # the half-length run's line says whether memory grows with the capture's length
-    assert re.search(r"memory growth: \d+ MB on the first half, \d+ MB on the whole .* - "
+    assert re.search(r"memory growth: [\d.]+ MB on the first half, [\d.]+ MB on the whole .* - "
                      r"(not growing \(within [\d.]+ MB|GROWING)", out.stdout), out.stdout
     if shutil.which("tshark"):
         assert any(n.startswith("tshark TCP analysis") for n in names)

@@ -40,6 +40,22 @@ def test_append_iterate_get_in_order():
     assert st.counts() == [4] * 5
 
 
+def test_batches_read_back_are_kept_least_recent_first_out(monkeypatch):
+    """get() keeps ``cached`` batches unpickled and drops the least recently read one:
+    a store read nearly in order with a jump away and back reloads nothing."""
+    st = RecordStore(batch=3)
+    for r in _recs(30):
+        st.append(r)
+    st.cached = 2
+    loads = []
+    real = store_mod.pickle.loads
+    monkeypatch.setattr(store_mod.pickle, "loads", lambda b: loads.append(1) or real(b))
+    got = [st.get(p)["i"] for p in (0, 20, 1, 10, 2)]
+    assert got == [0, 20, 1, 10, 2]
+    # batches 0, 6, (0 again), 3 - which drops 6, not 0 - and 0 again: three loads
+    assert len(loads) == 3
+
+
 def test_full_batches_leave_memory():
     """Only the batch being filled is kept as objects: a stored record is not alive."""
     st = RecordStore(batch=8)

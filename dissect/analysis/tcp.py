@@ -1307,6 +1307,9 @@ class TcpAnalyzer:
         self._retired = []
         self._dormant.clear()
         frozen = self._frozen
+        # read in id order, which is nearly the order they went dormant in: two batches
+        # read back are enough (each one is 512 records)
+        frozen.cached = 2
         out = _conn_store()
         conns = self.connections
         for i in range(len(conns)):
