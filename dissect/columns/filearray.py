@@ -151,9 +151,10 @@ class FileArray:
         cap = len(v)
         v.release()
         self._view = None
-        mm = _grow(self._mm, self._fd, 2 * cap * array(self.typecode).itemsize)
+        size = self.itemsize
+        mm = _grow(self._mm, self._fd, 2 * cap * size)
         if mm is None:
-            self._a = array(self.typecode, self._mm[: self._n * array(self.typecode).itemsize])
+            self._a = array(self.typecode, self._mm[: self._n * size])
             self._unmap()
             return
         self._view = memoryview(mm).cast(self.typecode)
@@ -172,11 +173,7 @@ class FileArray:
         """After a fork: the values into a file of this process's own."""
         if self._mm is not None:
             a = array(self.typecode, self._view[: self._n])
-            self._view.release()
-            self._view = None
-            self._mm.close()
-            os.close(self._fd)
-            self._mm, self._fd = None, -1
+            self._unmap()
             self._a = a
             self._spill()
 
