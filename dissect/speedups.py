@@ -28,7 +28,8 @@ from pathlib import Path
 # analyses that run once over all records.
 MODULES = ("dissect.io.capture", "dissect.columns.decode", "dissect.columns.segment",
            "dissect.columns.scan",
-           "dissect.analysis.tcp", "dissect.analysis.transport", "dissect.analysis.reassembly",
+           "dissect.analysis.tcp", "dissect.analysis.transport", "dissect.analysis.turns",
+           "dissect.analysis.reassembly",
            "dissect.analysis.flows", "dissect.analysis.summary", "dissect.engine",
            "dissect.parallel", "dissect.analysis.app.dispatch", "dissect.analysis.app.base",
            "dissect.analysis.app.http",

@@ -7,21 +7,14 @@ import cython
 cimport dissect.tuples as _tuples   # view(): NamedTuple items read in C
 
 
-@cython.final
-cdef class _Turns:
-    cdef public object cur
-    cdef public list out
-    cdef public long long dropped
-
-
 cdef class TransportAnalyzer:
     cdef public bint tag, store
     cdef public object record_keys
     cdef public Py_ssize_t _seen
-    cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas, _turns
+    cdef public dict _rfirst, _tfirst, _ufirst, _fins, _metas
     cdef public set _closed
     cdef public object tcp, udp, app, reasm, conn_first
-    cdef public object _cold
+    cdef public object _cold, _turns
     cdef public list _cold_codes
     cdef public dict _cold_index
 

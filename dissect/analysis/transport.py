@@ -7,115 +7,16 @@ UDP flows are ``"udp/N"`` in order of first appearance (strings, so the two neve
 
 from __future__ import annotations
 
-from array import array
-
 import dissect.tuples as _tuples
 from dissect.analysis.flows import UdpFlows
 from dissect.analysis.reassembly import Reassembler
 from dissect.analysis.tcp import TcpAnalyzer
+from dissect.analysis.turns import TurnTable
 from dissect.columns.filearray import FileArray
 from dissect.columns.segment import TcpSegment, UdpDatagram
 from dissect.engine import Verdict
 from dissect.engine import optional as _optional
 from dissect.store import RecordKeys
-
-# Request/response turns kept per connection of no known application protocol (the
-# exchanges of a plain TCP protocol; past this, the connection's later turns are counted,
-# not listed).
-MAX_EXCHANGES_PER_CONN = 10000
-
-
-class _Turns:
-    """Request/response turns of one TCP connection, from data segments in capture order:
-    client bytes open an exchange (or extend its request), server bytes answer it."""
-    __slots__ = ("cur", "out", "dropped")
-
-    def __init__(self):
-        self.cur = None
-        self.out: list = []
-        self.dropped = 0
-
-    def data(self, direction: int, plen: int, frame: int, ts: float) -> None:
-        cur = self.cur
-        if direction == 0:
-            if cur is None or cur[5] is not None:
-                if len(self.out) >= MAX_EXCHANGES_PER_CONN:
-                    self.dropped += 1
-                    self.cur = None
-                    return
-                # request frame, request ts, request end ts, request bytes, (response:)
-                # frame, ts, end ts, bytes
-                cur = self.cur = [frame, ts, ts, plen, None, None, None, 0]
-                self.out.append(cur)
-            else:
-                cur[2] = ts
-                cur[3] += plen
-        elif cur is not None:
-            if cur[5] is None:
-                cur[4], cur[5] = frame, ts
-            cur[6] = ts
-            cur[7] += plen
-
-
-def exchange_records(conn: int, turns: _Turns) -> list[dict]:
-    """``{"type": "tcp-exchange", ...}`` records: one request/response turn of a TCP
-    connection whose application protocol is unknown."""
-    return [{"type": "tcp-exchange", "conn": conn, "request_frame": a, "request_ts": b,
-             "request_end_ts": c, "request_bytes": d, "response_frame": e,
-             "response_ts": f, "response_end_ts": g, "response_bytes": h}
-            for a, b, c, d, e, f, g, h in turns.out]
-
-
-_NAN = float("nan")
-# ints a double holds exactly
-_EXACT = 1 << 53
-
-
-def _pack_turns(t: _Turns):
-    """A sleeping connection's turns as one bytes object (doubles: whether the open turn
-    is the last, the dropped count, then eight a turn, NaN for None): about 100 bytes
-    for a connection's one turn instead of about 400 in lists and numbers. ``t`` itself
-    when a value is not what turns hold (an int frame or byte count below 2**53, a float
-    time), so that unpacking gives back exactly what was packed."""
-    out = t.out
-    vals = [1.0 if out and t.cur is out[-1] else 0.0, float(t.dropped)]
-    for turn in out:
-        for k in range(8):
-            v = turn[k]
-            if v is None:
-                if k < 4 or k == 7:
-                    return t
-                vals.append(_NAN)
-            elif k == 1 or k == 2 or k == 5 or k == 6:
-                if type(v) is not float or v != v:
-                    return t
-                vals.append(v)
-            else:
-                if type(v) is not int or not -_EXACT < v < _EXACT:
-                    return t
-                vals.append(float(v))
-    if not -_EXACT < t.dropped < _EXACT:
-        return t
-    return array("d", vals).tobytes()
-
-
-def _unpack_turns(b) -> _Turns:
-    """_pack_turns' bytes back as the _Turns they were."""
-    if type(b) is not bytes:
-        return b
-    v = array("d")
-    v.frombytes(b)
-    t = _Turns()
-    t.dropped = int(v[1])
-    for i in range(2, len(v), 8):
-        t.out.append([int(v[i]), v[i + 1], v[i + 2], int(v[i + 3]),
-                      None if v[i + 4] != v[i + 4] else int(v[i + 4]),
-                      None if v[i + 5] != v[i + 5] else v[i + 5],
-                      None if v[i + 6] != v[i + 6] else v[i + 6], int(v[i + 7])])
-    if v[0] and t.out:
-        t.cur = t.out[-1]
-    return t
-
 
 def udp_id(n: int) -> str:
     return f"udp/{n}"
@@ -144,7 +45,8 @@ class TransportAnalyzer:
         self._closed: set = set()   # connections whose streams were flushed (RST / both FINs)
         self._fins: dict = {}
         self._metas: dict = {}      # conn -> its meta dict (made once, dropped at close)
-        self._turns: dict = {}      # conn -> _Turns while its protocol is not known
+        # request/response turns of the connections while their protocol is not known
+        self._turns = TurnTable()
         # What is kept above TCP for a connection that sleeps (TcpAnalyzer.on_sleep): its
         # closed mark, the dispatcher's state for it (once ended, one shared object per
         # state and name) and its protocol name, as one byte by connection id, a code
@@ -177,12 +79,7 @@ class TransportAnalyzer:
                 if plen:
                     # turns are kept until the connection's protocol is known
                     if conn not in self.app.protocols:
-                        tr = self._turns.get(conn)
-                        if tr is None:
-                            tr = self._turns[conn] = _Turns()
-                        tr.data(direction, plen, frame, ts)
-                    elif conn in self._turns:
-                        del self._turns[conn]
+                        self._turns.data(conn, direction, plen, frame, ts)
                 if conn not in self._closed:
                     self._stream(t, conn, direction, frame)
                     if self.tag:    # (only a stream's parser makes records here)
@@ -274,9 +171,7 @@ class TransportAnalyzer:
         cold, codes, index = self._cold, self._cold_codes, self._cold_index
         turns = self._turns
         for cid in cids:
-            tr = turns.get(cid)
-            if tr is not None and type(tr) is not bytes:
-                turns[cid] = _pack_turns(tr)
+            turns.sleep(cid)
             st = app.tcp.get(cid)
             if st is not None and (st.state == "probing" or st.state == "parsing"):
                 continue    # the dispatcher still works on it
@@ -304,9 +199,6 @@ class TransportAnalyzer:
 
     def _wake(self, cid: int) -> None:
         """Dormant connection ``cid`` woke: what _sleep put away comes back."""
-        tr = self._turns.get(cid)
-        if tr is not None:
-            self._turns[cid] = _unpack_turns(tr)
         cold = self._cold
         if cid >= len(cold) or not cold[cid]:
             return
@@ -363,13 +255,14 @@ class TransportAnalyzer:
             records = postprocess(conns, records)
         return conns, records
 
-    def _exchanges(self) -> list:
-        exchanges = []
-        for conn in sorted(self._turns):
-            if self.protocol_of(conn) is None:
-                exchanges += exchange_records(conn, _unpack_turns(self._turns[conn]))
-        exchanges.sort(key=lambda r: r["request_frame"])
-        return exchanges
+    def _exchanges(self):
+        """The ``tcp-exchange`` records of the connections whose protocol is still not
+        known, made as they are read (:class:`dissect.analysis.turns.Exchanges`)."""
+        self._turns.close()
+        return self._turns.records(self._unknown)
+
+    def _unknown(self, conn) -> bool:
+        return self.protocol_of(conn) is None
 
     def _finish_store(self):
         """finish() of an analyzer made with ``store``: the connection and application
@@ -417,5 +310,8 @@ class TransportAnalyzer:
                 self.record_keys.append((4, 0))
         self._seen = len(records)
         # exchanges last, in request order (so the merge sorts them the same way)
-        self.record_keys += [(5, r["request_frame"]) for r in exchanges]
-        self._seen = len(records) + len(exchanges)
+        n = 0
+        for f in exchanges.frames():
+            self.record_keys.append((5, f))
+            n += 1
+        self._seen = len(records) + n

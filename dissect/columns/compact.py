@@ -17,6 +17,7 @@ from dissect.columns.filearray import _OWNERS, FileArray, zeros
 
 _NAN = float("nan")
 _INT_SENTINEL = -(2 ** 63)
+_NOT_KEPT = object()
 # TCP connection ids above this go to IdIndex's dict: a hostile id must not make the
 # array as long as itself
 _DENSE_IDS = 1 << 24
@@ -74,6 +75,30 @@ class Column:
         if i < 0:
             i += len(self.a)
         return self.other.get(i)
+
+    def __setitem__(self, i: int, v) -> None:
+        a = self.a
+        if i < 0:
+            i += len(a)
+        old = a[i]
+        if (old != old) if self._float else (old == _INT_SENTINEL):
+            # the value there was None or kept aside
+            if self.other.pop(i, _NOT_KEPT) is _NOT_KEPT:
+                self.nones -= 1
+        if self._float:
+            if type(v) is float and v == v:
+                a[i] = v
+                return
+            a[i] = _NAN
+        else:
+            if type(v) is int and _INT_SENTINEL < v < -_INT_SENTINEL:
+                a[i] = v
+                return
+            a[i] = _INT_SENTINEL
+        if v is None:
+            self.nones += 1
+        else:
+            self.other[i] = v
 
     def __len__(self) -> int:
         return len(self.a)

@@ -29,7 +29,7 @@ from array import array
 
 # An array larger than this (bytes) moves to a file. Small arrays stay in memory: a short
 # capture never makes a file (tests set it to 0 to map every array at once).
-SPILL_BYTES = 64 * 1024
+SPILL_BYTES = 16 * 1024
 
 _OWNERS: weakref.WeakSet = weakref.WeakSet()
 

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from dissect.analysis import tcp as tcpmod
 from dissect.analysis import transport as transmod
@@ -113,36 +111,3 @@ def test_a_woken_connection_gets_its_state_back():
     app.tcp[7] = probing = type(st)({"proto": "tcp"})
     t._sleep([7])
     assert app.tcp[7] is probing and (len(t._cold) <= 7 or t._cold[7] == 0)
-
-
-@given(st.lists(st.tuples(st.integers(0, 1), st.integers(1, 70000),
-                          st.one_of(st.integers(1, 2 ** 40), st.just(2 ** 60)),
-                          st.one_of(st.floats(0, 2e9), st.just(5))), max_size=40),
-       st.sampled_from([1, 3, 10000]))
-def test_a_sleeping_connections_turns_pack_and_come_back_exactly(segments, cap):
-    """Turns packed into bytes while their connection sleeps come back as they were
-    (values and types, the open turn, the dropped count), and go on the same way; a turn
-    holding a value bytes cannot hold exactly (a frame past 2**53, an int time) stays as
-    it was."""
-    old = transmod.MAX_EXCHANGES_PER_CONN
-    transmod.MAX_EXCHANGES_PER_CONN = cap
-    try:
-        half = len(segments) // 2
-        a, b = transmod._Turns(), transmod._Turns()
-        for s in segments[:half]:
-            a.data(*s)
-            b.data(*s)
-        packed = transmod._pack_turns(b)
-        back = transmod._unpack_turns(packed)
-        odd = any(f >= 2 ** 53 or type(t) is int for _d, _p, f, t in segments[:half])
-        if not odd:
-            assert type(packed) is bytes
-        for s in segments[half:]:
-            a.data(*s)
-            back.data(*s)
-        ra, rb = transmod.exchange_records(1, a), transmod.exchange_records(1, back)
-        assert ra == rb and a.dropped == back.dropped
-        assert [[type(v) for v in r.values()] for r in ra] == \
-            [[type(v) for v in r.values()] for r in rb]
-    finally:
-        transmod.MAX_EXCHANGES_PER_CONN = old

@@ -48,6 +48,37 @@ def test_columns_give_back_what_was_appended(values):
     assert all(_same(s[i], v) for i, v in enumerate(values))
 
 
+_VALUE = st.one_of(st.floats(allow_nan=True), st.integers(), st.none(), st.sampled_from(_ODD))
+
+
+@given(st.lists(_VALUE, min_size=1), st.lists(st.tuples(st.integers(0, 10 ** 6), _VALUE)))
+def test_columns_set_as_lists_do(values, sets):
+    """Overwriting a position (None over a value, a value over None or one kept aside, a
+    negative index) reads back as a list would, and None is counted as it is held."""
+    spill = fa.SPILL_BYTES
+    fa.SPILL_BYTES = 16
+    try:
+        for code in ("d", "q"):
+            for mapped in (False, True):
+                c, ref = Column(code, mapped), list(values)
+                for v in values:
+                    c.append(v)
+                for i, v in sets:
+                    i = i % (2 * len(ref)) - len(ref)     # negative indexes too
+                    c[i] = v
+                    ref[i] = v
+                assert all(_same(c[i], v) for i, v in enumerate(ref)), code
+                assert c.nones == sum(1 for v in ref if v is None)
+                if code == "d":
+                    aside = [not (type(v) is float and v == v) for v in ref]
+                else:
+                    aside = [not (type(v) is int and -(2 ** 63) < v < 2 ** 63) for v in ref]
+                assert c.irregular == any(aside)
+                assert len(c.other) == sum(aside) - c.nones
+    finally:
+        fa.SPILL_BYTES = spill
+
+
 def test_typed_values_take_no_object():
     c = Column("d")
     for i in range(1000):
