@@ -79,11 +79,12 @@ class Result:
     records: list = field(default_factory=list)        # application and other typed records
     error: CaptureError | None = None
     # SYNs without ACK (frame, ts, src, sport, dst, dport, seq) sent more than once (the same
-    # 4-tuple and sequence number): what SYN-retry chains are made of (repeated_syns)
+    # 4-tuple and sequence number): what SYN-retry chains are made of (repeated_syns; a
+    # list of those tuples, or SynColumns, read as one)
     syns: list = field(default_factory=list)
     # retransmitted data segments (conn, seq, len, frame, ts, original frame, original ts)
     # whose connection and sequence number come more than once: what RTO chains are made
-    # of (repeated_retrans)
+    # of (repeated_retrans; a list, or RetransColumns)
     retrans: list = field(default_factory=list)
     # (n, records): the n slowest transactions' timing records when a split run found
     # them in its workers (dissect.analysis.findings.timing.slowest), else None
@@ -184,10 +185,47 @@ class Engine:
         return res
 
 
-class SynColumns:
-    """The SYN list of a run while it goes on, as columns (32 bytes a SYN instead of
-    a 7-tuple's 150): appended with the tuples ``analyse_frames`` makes and read back as
-    them, in order. :func:`repeated_syns` turns it into the (short) list a Result keeps."""
+class _Rows:
+    """A list of tuples kept as columns (a subclass's ``_row(i)`` makes row ``i``): read
+    by position (a slice gives a list), iterated, and equal to a list of the same tuples."""
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self._row(i)
+
+    def __getitem__(self, i):
+        n = len(self)
+        if type(i) is slice:
+            return [self._row(k) for k in range(*i.indices(n))]
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("row index out of range")
+        return self._row(i)
+
+    def __eq__(self, other):
+        if not isinstance(other, (list, tuple, _Rows)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+    @classmethod
+    def of(cls, rows):
+        """The columns of the tuples ``rows``."""
+        out = cls()
+        for r in rows:
+            out.append(r)
+        return out
+
+
+class SynColumns(_Rows):
+    """The SYN list of a run, as columns (32 bytes a SYN instead of a 7-tuple's 150):
+    appended with the tuples ``analyse_frames`` makes and read back as them, in order.
+    :func:`repeated_syns` keeps the repeated ones, in columns again: a Result's SYNs."""
 
     def __init__(self):
         from dissect.columns.filearray import FileArray
@@ -219,13 +257,12 @@ class SynColumns:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def __iter__(self):
+    def _row(self, i: int) -> tuple:
         names, ports, addrs = self._names, self.ports, self.addrs
-        for i in range(len(self.frame)):
-            yield (self.frame[i], self.ts[i], names[addrs[2 * i]], ports[2 * i],
-                   names[addrs[2 * i + 1]], ports[2 * i + 1], self.seq[i])
+        return (self.frame[i], self.ts[i], names[addrs[2 * i]], ports[2 * i],
+                names[addrs[2 * i + 1]], ports[2 * i + 1], self.seq[i])
 
-    def repeated(self) -> list:
+    def repeated(self) -> SynColumns:
         """repeated_syns of these SYNs, keyed by columns (address indices stand for the
         addresses one for one), without a tuple per SYN."""
         # the key, (src, sport, dst, dport, seq) in 32 + 16 + 32 + 16 + 32 bits, is made
@@ -237,22 +274,20 @@ class SynColumns:
         for i in range(len(self.frame)):
             counts.incr((((addrs[2 * i] << 16 | ports[2 * i]) << 32 | addrs[2 * i + 1]) << 16
                          | ports[2 * i + 1]) << 32 | seq[i])
-        out = []
-        names = self._names
+        out = SynColumns()
         for i in range(len(self.frame)):
             if counts.get((((addrs[2 * i] << 16 | ports[2 * i]) << 32 | addrs[2 * i + 1])
                            << 16 | ports[2 * i + 1]) << 32 | seq[i])[0] > 1:
-                out.append((self.frame[i], self.ts[i], names[addrs[2 * i]], ports[2 * i],
-                            names[addrs[2 * i + 1]], ports[2 * i + 1], seq[i]))
+                out.append(self._row(i))
         return out
 
 
-class RetransColumns:
-    """The retransmission list of a run while it goes on, as columns (about 60 bytes a
-    retransmission instead of a 7-tuple's 200): appended with the tuples
-    ``analyse_frames`` makes and read back as them, in order (exactly: the original
-    frame and time may be None). :func:`repeated_retrans` turns it into the (short) list
-    a Result keeps."""
+class RetransColumns(_Rows):
+    """The retransmission list of a run, as columns (about 60 bytes a retransmission
+    instead of a 7-tuple's 200): appended with the tuples ``analyse_frames`` makes and
+    read back as them, in order (exactly: the original frame and time may be None).
+    :func:`repeated_retrans` keeps the repeated ones, in columns again: a Result's
+    retransmissions."""
 
     def __init__(self):
         from dissect.columns.compact import Column
@@ -274,24 +309,26 @@ class RetransColumns:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def __iter__(self):
-        for i in range(len(self.ts)):
-            yield (self.conn[i], self.seq[i], self.plen[i], self.frame[i], self.ts[i],
-                   self.ofr[i], self.ots[i])
+    def _row(self, i: int) -> tuple:
+        return (self.conn[i], self.seq[i], self.plen[i], self.frame[i], self.ts[i],
+                self.ofr[i], self.ots[i])
 
-    def repeated(self) -> list:
+    def repeated(self) -> RetransColumns:
         """repeated_retrans of these retransmissions, without a tuple per one: (conn, seq)
         packed into one int of 128 bits while both are in their arrays (as SynColumns)."""
         conn, seq = self.conn, self.seq
         if conn.irregular or seq.irregular:  # an id or number not in the arrays
-            return _repeated(self.__iter__, lambda: ((r[0], r[1]) for r in self))
+            return RetransColumns.of(
+                _repeated(self.__iter__, lambda: ((r[0], r[1]) for r in self)))
         ca, sa = conn.a, seq.a
         counts = KeyTable()
         for i in range(len(ca)):
             counts.incr((ca[i] + _HALF64) * _TWO64 + sa[i] + _HALF64)
-        return [(conn[i], seq[i], self.plen[i], self.frame[i], self.ts[i], self.ofr[i],
-                 self.ots[i]) for i in range(len(ca))
-                if counts.get((ca[i] + _HALF64) * _TWO64 + sa[i] + _HALF64)[0] > 1]
+        out = RetransColumns()
+        for i in range(len(ca)):
+            if counts.get((ca[i] + _HALF64) * _TWO64 + sa[i] + _HALF64)[0] > 1:
+                out.append(self._row(i))
+        return out
 
 
 # signed 64-bit values moved to 0 .. 2**64 - 1, and the high half of a 128-bit key
@@ -299,20 +336,21 @@ _HALF64 = 1 << 63
 _TWO64 = 1 << 64
 
 
-def repeated_syns(syns) -> list:
+def repeated_syns(syns):
     """The SYNs of ``syns`` (a list, or SynColumns) whose 4-tuple and sequence number come
-    more than once, in their order: a SYN-retry chain is a run of those
-    (dissect.analysis.backoff_chains.syn_chains skips the others), and most connections
-    send one SYN, so keeping only these saves about 230 bytes per connection. Exact per
-    shard of a split run too, since the shards split the capture by 4-tuple."""
+    more than once, in their order (a list, or SynColumns): a SYN-retry chain is a run of
+    those (dissect.analysis.backoff_chains.syn_chains skips the others), and most
+    connections send one SYN, so keeping only these saves about 230 bytes per connection.
+    Exact per shard of a split run too, since the shards split the capture by 4-tuple."""
     if type(syns) is SynColumns:
         return syns.repeated()
     return _repeated(lambda: iter(syns), lambda: (s[2:] for s in syns))
 
 
-def repeated_retrans(retrans) -> list:
+def repeated_retrans(retrans):
     """The retransmissions of ``retrans`` (a list, or RetransColumns) whose connection and
-    sequence number come more than once, in their order: all an RTO chain is made of
+    sequence number come more than once, in their order (a list, or RetransColumns): all
+    an RTO chain is made of
     (dissect.analysis.backoff_chains.rto_chains: a segment retransmitted twice or more).
     Exact per shard of a split run too (the shards split the capture by connection)."""
     if type(retrans) is RetransColumns:

@@ -401,14 +401,37 @@ def _merge_rest(res: Result, parts: list[ShardResult], maps: list) -> None:
         k = per_file[fidx] = per_file.get(fidx, 0) + 1
         if k <= 1000:
             res.summary.anomaly(name, frame)
-    res.syns = sorted((s for p in parts for s in p.result.syns), key=lambda s: s[0])
-    res.retrans = sorted(((maps[i].get(r[0], r[0]),) + r[1:]
-                          for i, p in enumerate(parts) for r in p.result.retrans),
-                         key=lambda r: r[3])
+    # in frame order, into columns again: each part's rows are (merged as sorting them
+    # all would, ties in part order)
+    res.syns = SynColumns.of(_merged([p.result.syns for p in parts], 0))
+    res.retrans = RetransColumns.of(_merged([p.result.retrans for p in parts], 3, maps))
     errors = parts[0].errors if parts else []
     if errors:
         res.error = sorted(errors, key=lambda e: e[0])[0][1]
     unsupported_error(res, res.path)
+
+
+def _merged(parts: list, k: int, maps=None):
+    """The rows of ``parts`` (each a list or columns of tuples) in the order of their item
+    ``k`` (a frame number; ties in part order), each part's connection id (item 0) mapped
+    by ``maps[i]`` when given. A part is in that order already (rows are made frame by
+    frame), so they are merged as they are read; sorted, should one not be."""
+    def rows(i):
+        if maps is None:
+            yield from parts[i]
+        else:
+            m = maps[i]
+            for r in parts[i]:
+                yield (m.get(r[0], r[0]),) + r[1:]
+    for part in parts:
+        prev = None
+        for r in part:
+            x = r[k]
+            if prev is not None and x < prev:
+                return sorted((r for i in range(len(parts)) for r in rows(i)),
+                              key=lambda r: r[k])
+            prev = x
+    return heapq.merge(*(rows(i) for i in range(len(parts))), key=lambda r: r[k])
 
 
 # --------------------------------------------------------------------------- streamed merge

@@ -87,7 +87,14 @@ class RecordStore(_Appends):
         self._batch = batch or BATCH
         self._prefix = prefix
         self._src = None            # a Spill, or FileBlobs for a store read from a file
-        self._refs: list = []       # per stored batch: (reference, first position, count)
+        # per stored batch: its blob's number in the Spill (its offset in a FileBlobs
+        # file, then its length in _rlen), its first record's position and its number of
+        # records: columns, in file mappings once many (a long run's stores make
+        # thousands of batches)
+        self._ref = FileArray("q")
+        self._rlen = FileArray("q")
+        self._first = FileArray("q")
+        self._count = FileArray("q")
         self._tail: list = []       # the batch being filled
         self._n = 0                 # records in stored batches
         self._cache: dict = {}      # batch index -> its records (get), least recent first
@@ -124,7 +131,10 @@ class RecordStore(_Appends):
         if self._src is None:
             self._src = Spill(self._prefix)
         blob = pickle.dumps(self._wrap(t), pickle.HIGHEST_PROTOCOL)
-        self._refs.append((self._src.put(blob), self._n, len(t)))
+        self._ref.append(self._src.put(blob))
+        self._rlen.append(0)
+        self._first.append(self._n)
+        self._count.append(len(t))
         self._n += len(t)
         self._tail = []
 
@@ -135,11 +145,18 @@ class RecordStore(_Appends):
     def __bool__(self) -> bool:
         return self.size > 0
 
+    def _blob(self, k: int) -> bytes:
+        """Batch ``k`` as pickled."""
+        src = self._src
+        if type(src) is FileBlobs:
+            return src.get((self._ref[k], self._rlen[k]))
+        return src.get(self._ref[k])
+
     def _load(self, k: int) -> list:
-        return self._unwrap(pickle.loads(self._src.get(self._refs[k][0])))
+        return self._unwrap(pickle.loads(self._blob(k)))
 
     def __iter__(self):
-        for k in range(len(self._refs)):
+        for k in range(len(self._first)):
             yield from self._load(k)
         yield from self._unwrap(self._tail)
 
@@ -148,8 +165,9 @@ class RecordStore(_Appends):
         if pos >= self._n:
             yield from self._unwrap(self._tail[pos - self._n:])
             return
-        for k, (_ref, first, count) in enumerate(self._refs):
-            if first + count <= pos:
+        for k in range(len(self._first)):
+            first = self._first[k]
+            if first + self._count[k] <= pos:
                 continue
             batch = self._load(k)
             yield from (batch[pos - first:] if pos > first else batch)
@@ -160,7 +178,7 @@ class RecordStore(_Appends):
         if pos >= self._n:
             return self._unwrap(self._tail[pos - self._n:pos - self._n + 1])[0]
         k = self._find(pos)
-        return self._cached(k, False)[pos - self._refs[k][1]]
+        return self._cached(k, False)[pos - self._first[k]]
 
     def _cached(self, k: int, wrapped: bool) -> list:
         """Batch ``k`` (as pickled when ``wrapped``), kept with the last few read."""
@@ -170,7 +188,7 @@ class RecordStore(_Appends):
         if batch is None:
             while len(cache) >= max(1, self.cached):
                 cache.pop(next(iter(cache)))
-            batch = pickle.loads(self._src.get(self._refs[k][0]))
+            batch = pickle.loads(self._blob(k))
             if not wrapped:
                 batch = self._unwrap(batch)
         cache[key] = batch                  # (the most recent last)
@@ -182,14 +200,14 @@ class RecordStore(_Appends):
         if pos >= self._n:
             return self._wrap([self._tail[pos - self._n]])[0]
         k = self._find(pos)
-        return self._cached(k, True)[pos - self._refs[k][1]]
+        return self._cached(k, True)[pos - self._first[k]]
 
     def _find(self, pos: int) -> int:
-        lo, hi = 0, len(self._refs) - 1
-        refs = self._refs
+        lo, hi = 0, len(self._first) - 1
+        first = self._first
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if refs[mid][1] <= pos:
+            if first[mid] <= pos:
                 lo = mid
             else:
                 hi = mid - 1
@@ -203,8 +221,8 @@ class RecordStore(_Appends):
         """Write every batch (the one being filled too) to the binary file ``f`` as
         (8-byte length, pickled batch) items; the number of records written."""
         self.flush()
-        for ref, _first, _count in self._refs:
-            blob = self._src.get(ref)
+        for k in range(len(self._first)):
+            blob = self._blob(k)
             f.write(_LEN.pack(len(blob)))
             f.write(blob)
         return self._n
@@ -222,7 +240,10 @@ class RecordStore(_Appends):
         off = offset
         for k in range(len(counts)):
             n = _LEN.unpack(blobs.get((off, 8)))[0]
-            st._refs.append(((off + 8, n), st._n, counts[k]))
+            st._ref.append(off + 8)
+            st._rlen.append(n)
+            st._first.append(st._n)
+            st._count.append(counts[k])
             st._n += counts[k]
             off += 8 + n
         st.size = st._n
@@ -230,14 +251,16 @@ class RecordStore(_Appends):
 
     def counts(self) -> list:
         """Records per stored batch (after :meth:`flush`)."""
-        return [c for _r, _f, c in self._refs]
+        return self._count.tolist()
 
     def close(self) -> None:
         """Drop the file behind the store (the store is empty afterwards)."""
         src, self._src = self._src, None
         if type(src) is Spill:
             src.close()     # a shared file closes when its last reader is gone
-        self._refs, self._tail, self._n, self._cache = [], [], 0, {}
+        self._ref, self._rlen = FileArray("q"), FileArray("q")
+        self._first, self._count = FileArray("q"), FileArray("q")
+        self._tail, self._n, self._cache = [], 0, {}
         self.size = 0
 
     def __reduce__(self):

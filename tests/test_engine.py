@@ -104,6 +104,31 @@ def test_syn_columns_keep_the_same_repeats_as_a_dict_count(syns):
     assert repeated_syns(c) == _kept(syns, lambda s: s[2:]) == repeated_syns(syns)
 
 
+@given(st.lists(st.tuples(st.integers(1, 10 ** 6), st.floats(0, 1e9),
+                          st.sampled_from(["10.0.0.1", "::1"]), st.integers(0, 65535),
+                          st.sampled_from(["10.0.0.2", "::2"]), st.integers(0, 65535),
+                          st.integers(0, 2 ** 32 - 1)), max_size=20),
+       st.integers(-25, 25), st.integers(-25, 25), st.sampled_from([1, 2, -1]))
+def test_columns_read_by_position_as_the_list(rows, a, b, step):
+    """A Result's SYNs and retransmissions in columns (what repeated_* give) read like
+    the list of their tuples: by index (negative too; past the end an IndexError), by
+    slice (a list), and compare equal to it, and to columns of the same rows."""
+    retrans = [(r[3], r[6], r[5], r[0], r[1], None if r[3] % 3 else r[0] - 1, None)
+               for r in rows]
+    for cls, lst in ((SynColumns, rows), (RetransColumns, retrans)):
+        c = cls.of(lst)
+        assert c == lst and lst == c and c == cls.of(lst) and c == tuple(lst)
+        assert (c != lst + [lst[0]]) if lst else (c == [])
+        assert c[a:b:step] == lst[a:b:step]
+        if -len(lst) <= a < len(lst):
+            assert c[a] == lst[a]
+        else:
+            with pytest.raises(IndexError):
+                c[a]
+        assert bool(c) == bool(lst) and len(c) == len(lst)
+        assert repr(c) == f"{cls.__name__}({lst!r})"
+
+
 def _same_rto_chains(path, monkeypatch, jobs=()) -> int:
     """A run keeps only the retransmissions whose connection and sequence number repeat;
     the RTO chains made of them are those made of every retransmission (and a split run

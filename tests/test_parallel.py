@@ -346,3 +346,24 @@ def test_ftp_cut_into_files_is_linked_with_one_job_and_streamed(tmp_path, name):
         recs = finish_stream(b, [_Records()])[0] if b.streamed else b.records
         assert recs == a.records, jobs
         assert any(r.get("type") == "ftp-data" for r in recs)
+
+
+def test_merged_rows_are_sorted_rows_whatever_the_parts_order():
+    """The merge's SYN and retransmission rows: parts in frame order are merged as they
+    are read, others sorted; either way, what sorting every row (ties in part order)
+    gives, connection ids mapped."""
+    import random
+    rnd = random.Random(7)
+    for _ in range(200):
+        parts = []
+        for _p in range(rnd.randint(1, 4)):
+            frames = [rnd.randint(1, 30) for _ in range(rnd.randint(0, 8))]
+            if rnd.random() < 0.7:
+                frames.sort()
+            parts.append([(rnd.randint(0, 5), 0, 0, f, float(f), None, None) for f in frames])
+        maps = [{c: 100 * i + c for c in range(0, 6, 2)} for i in range(len(parts))]
+        want = sorted(((maps[i].get(r[0], r[0]),) + r[1:] for i, p in enumerate(parts)
+                       for r in p), key=lambda r: r[3])
+        assert list(parallel._merged(parts, 3, maps)) == want
+        assert list(parallel._merged(parts, 3)) == sorted((r for p in parts for r in p),
+                                                           key=lambda r: r[3])

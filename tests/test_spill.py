@@ -1,5 +1,5 @@
-"""dissect.spill: blobs written to an unlinked temporary file and read back; the in-memory
-fallback when no file can be used."""
+"""dissect.spill: blobs written to an unlinked temporary file and read back by number; the
+in-memory fallback when no file can be used."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_blobs_come_back_byte_for_byte():
     s = Spill()
     blobs = [b"", b"x", bytes(range(256)) * 300, os.urandom(70_000), b"last"]
     refs = [s.put(b) for b in blobs]
-    assert all(type(r) is tuple for r in refs)
+    assert refs == list(range(len(blobs))) and len(s) == len(blobs)
     assert s.size == sum(map(len, blobs)) and s.in_memory == 0
     # in any order, any number of times
     for r, b in reversed(list(zip(refs, blobs))):
@@ -60,8 +60,9 @@ def test_a_failed_write_falls_back_for_that_blob_and_after(monkeypatch):
     second = s.put(b"kept")
     monkeypatch.setattr(spillmod.os, "pwrite", real)
     third = s.put(b"still kept")                    # the file is not tried again
-    assert type(first) is tuple and second == b"kept" and third == b"still kept"
+    assert (first, second, third) == (0, 1, 2) and s.in_memory == 2
     assert s.get(first) == b"on disk" and s.get(second) == b"kept"
+    assert s.get(third) == b"still kept"
 
 
 def test_a_spill_cannot_be_pickled():
@@ -79,7 +80,7 @@ def test_a_forked_process_reads_the_old_blobs_and_writes_its_own_file():
         try:
             os.close(r)
             mine = s.put(b"the child's")
-            ok = (s.get(before) == b"put before the fork" and mine[0] == 1
+            ok = (s.get(before) == b"put before the fork" and s._file[mine] == 1
                   and s.get(mine) == b"the child's")
         finally:
             os.write(w, b"1" if ok else b"0")
@@ -90,6 +91,19 @@ def test_a_forked_process_reads_the_old_blobs_and_writes_its_own_file():
     assert os.read(r, 1) == b"1"
     os.waitpid(pid, 0)
     os.close(r)
-    assert after[0] == 0 and s.get(after) == b"the parent's, after the fork"
+    assert s._file[after] == 0 and s.get(after) == b"the parent's, after the fork"
     assert s.get(before) == b"put before the fork"
     s.close()
+
+
+def test_many_blobs_places_are_in_file_mappings(monkeypatch):
+    """The blobs' places are columns: past the spill size, file mappings, not the
+    process's memory; every blob still comes back."""
+    from dissect.columns import filearray
+    monkeypatch.setattr(filearray, "SPILL_BYTES", 1024)
+    s = Spill()
+    n = [s.put(str(i).encode()) for i in range(3000)]
+    assert s._off.mapped and s._len.mapped and s._file.mapped
+    assert [s.get(k) for k in n[::-1]] == [str(i).encode() for i in range(3000)][::-1]
+    s.close()
+    assert len(s) == 0

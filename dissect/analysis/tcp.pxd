@@ -72,8 +72,8 @@ cpdef long long _iv_covered(list iv, long long a, long long b)
 @cython.final
 cdef class TcpAnalyzer:
     cdef public dict _conns, _quiet
-    cdef public object _dormant, _slots
-    cdef public list connections, _batches, _retired
+    cdef public object _dormant, _slots, _bpos
+    cdef public list connections, _retired
     cdef public object on_sleep, on_wake
     cdef public object _spill, _frozen
     cdef public bint keep_frames, _reuse_hit

@@ -699,8 +699,8 @@ def _dormant_key(key):
 def _freeze(conns: list, spill: Spill, store) -> tuple:
     """Pickle ``conns`` (which get no segment for now) together into ``spill`` and append
     their records to ``store`` (a list of records, or a record store:
-    :class:`dissect.store.RecordStore`), in order: (reference to the pickled batch,
-    position of the first record)."""
+    :class:`dissect.store.RecordStore`), in order: (the pickled batch's number in
+    ``spill``, position of the first record)."""
     ref = spill.put(pickle.dumps(conns, pickle.HIGHEST_PROTOCOL))
     pos = len(store)
     if type(store) is list:
@@ -721,14 +721,15 @@ class TcpAnalyzer:
         # (dissect.store) instead of in memory, and drain_store() gives them all there
         self._frozen = _conn_store() if store else []
         # by connection id: its Connection, or None while dormant; then _slots[id] is
-        # ``batch << 6 | index``: its batch of connections pickled together, and its index
-        # in it (_DORMANT_SLOT), and _batches[batch] is (reference to the pickled batch in
-        # _spill, position of the batch's first record in _frozen). 16 bytes a connection,
-        # and no object (a tuple of three took about 100); the slots in a file mapping
-        # once there are many (dissect.columns.filearray).
+        # ``batch << 6 | index``: its batch of connections pickled together (blob number
+        # ``batch`` of _spill, which holds nothing else), and its index in it
+        # (_DORMANT_SLOT), and _bpos[batch] the position of the batch's first record in
+        # _frozen. No object a connection or a batch (a tuple of three took about 100
+        # bytes): the slots and positions in file mappings once there are many
+        # (dissect.columns.filearray).
         self.connections: list = []
         self._slots = FileArray("q")
-        self._batches: list = []
+        self._bpos = FileArray("q")
         # called with the ids of connections put to sleep, and with the id of one woken
         # (before its segment is analysed): what the layers above keep per connection can
         # sleep with it (TransportAnalyzer)
@@ -1050,8 +1051,11 @@ class TcpAnalyzer:
     def _put_to_sleep(self, batch: list) -> None:
         """Pickle ``batch`` (at most DORMANT_BATCH connections) and give each its dormant
         slot."""
-        b = len(self._batches)
-        self._batches.append(_freeze(batch, self._spill, self._frozen))
+        b = len(self._bpos)
+        ref, pos = _freeze(batch, self._spill, self._frozen)
+        if ref != b:
+            raise RuntimeError("the dormant connections' spill holds something else")
+        self._bpos.append(pos)
         conns, slots = self.connections, self._slots
         for i, conn in enumerate(batch):
             conns[conn.id] = None
@@ -1097,7 +1101,7 @@ class TcpAnalyzer:
         """The record of dormant connection ``i``, as it was stored (a dict; with a record
         store, its stored form: RecordStore.get_wrapped)."""
         s = self._slots[i]
-        pos = self._batches[s >> _DORMANT_SLOT][1] + (s & _DORMANT_INDEX)
+        pos = self._bpos[s >> _DORMANT_SLOT] + (s & _DORMANT_INDEX)
         f = self._frozen
         return f[pos] if type(f) is list else f.get_wrapped(pos)
 
@@ -1110,10 +1114,10 @@ class TcpAnalyzer:
         c = self._slots[i]
         b = c >> _DORMANT_SLOT
         if thawed is None:
-            return pickle.loads(self._spill.get(self._batches[b][0]))[c & _DORMANT_INDEX]
+            return pickle.loads(self._spill.get(b))[c & _DORMANT_INDEX]
         batch = thawed.get(b)
         if batch is None:
-            batch = thawed[b] = pickle.loads(self._spill.get(self._batches[b][0]))
+            batch = thawed[b] = pickle.loads(self._spill.get(b))
         return batch[c & _DORMANT_INDEX]
 
     def _records(self, conn: Connection, fwd: _Dir, rev: _Dir, seg: TcpSegment, ta: int):
@@ -1292,7 +1296,7 @@ class TcpAnalyzer:
             conns[i] = None
         self.connections = []
         self._slots = FileArray("q")
-        self._batches = []
+        self._bpos = FileArray("q")
         self._frozen = []
         self._spill.close()
         return out
@@ -1340,7 +1344,7 @@ class TcpAnalyzer:
             conns[i] = None
         self.connections = []
         self._slots = FileArray("q")
-        self._batches = []
+        self._bpos = FileArray("q")
         self._spill.close()
         frozen.close()
         return out

@@ -18,6 +18,11 @@ from dissect.engine import Verdict
 from dissect.engine import optional as _optional
 from dissect.store import RecordKeys
 
+# Application records per pickled batch of a record store (dissect.store.BATCH is for
+# smaller records).
+APP_BATCH = 128
+
+
 def udp_id(n: int) -> str:
     return f"udp/{n}"
 
@@ -64,7 +69,10 @@ class TransportAnalyzer:
                 self.tcp.on_wake = self._wake
                 if store:
                     from dissect.store import RecordStore
-                    self.app.records = RecordStore(prefix="dissect-apprec-")
+                    # application records are large (an HTTP one, with its headers,
+                    # about 1.5 KB): a smaller batch, so that the one being filled
+                    # stays small
+                    self.app.records = RecordStore(batch=APP_BATCH, prefix="dissect-apprec-")
 
     def feed(self, t) -> Verdict:
         if type(t) is TcpSegment:

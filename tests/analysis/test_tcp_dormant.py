@@ -86,9 +86,8 @@ def test_dormant_state_is_kept_in_the_spill_file_or_in_memory_alike(monkeypatch)
         a.feed(s)
     a._dormant_after = 0.0
     a._sweep()
-    frozen = [a._batches[a._slots[i] >> 6][0] for i in range(len(a.connections))
-              if a.is_dormant(i)]
-    assert frozen and all(type(ref) is tuple for ref in frozen)
+    frozen = [a._slots[i] >> 6 for i in range(len(a.connections)) if a.is_dormant(i)]
+    assert frozen and all(a._spill._file[b] >= 0 for b in frozen)     # in the file
     assert a._spill.size > 0 and a._spill.in_memory == 0
 
     def refuse(*_a, **_k):
