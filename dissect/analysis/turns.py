@@ -30,7 +30,7 @@ _TYPES = ("q", "d", "d", "q", "q", "d", "d", "q")
 class TurnTable:
     """Every turn of every connection given to :meth:`data`, as columns."""
 
-    __slots__ = ("conn", "cols", "_open", "_count", "_last", "_lastf", "ordered")
+    __slots__ = ("_count", "_last", "_lastf", "_open", "cols", "conn", "ordered")
 
     def __init__(self):
         self.conn = FileArray("q")          # row -> its connection

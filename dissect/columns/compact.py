@@ -81,10 +81,10 @@ class Column:
         if i < 0:
             i += len(a)
         old = a[i]
-        if (old != old) if self._float else (old == _INT_SENTINEL):
-            # the value there was None or kept aside
-            if self.other.pop(i, _NOT_KEPT) is _NOT_KEPT:
-                self.nones -= 1
+        # a marked value there: kept aside (dropped now), else None (one fewer)
+        marked = (old != old) if self._float else (old == _INT_SENTINEL)
+        if marked and self.other.pop(i, _NOT_KEPT) is _NOT_KEPT:
+            self.nones -= 1
         if self._float:
             if type(v) is float and v == v:
                 a[i] = v
