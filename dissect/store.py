@@ -87,10 +87,10 @@ class RecordStore(_Appends):
         self._batch = batch or BATCH
         self._prefix = prefix
         self._src = None            # a Spill, or FileBlobs for a store read from a file
-        # per stored batch: its blob's number in the Spill (its offset in a FileBlobs
-        # file, then its length in _rlen), its first record's position and its number of
-        # records: columns, in file mappings once many (a long run's stores make
-        # thousands of batches)
+        # per stored batch: its blob's number in the Spill (or, for a store read from a
+        # FileBlobs file, its offset there, and its length in _rlen, which only such a
+        # store fills), its first record's position and its number of records: columns,
+        # in file mappings once many (a long run's stores make thousands of batches)
         self._ref = FileArray("q")
         self._rlen = FileArray("q")
         self._first = FileArray("q")
@@ -132,7 +132,6 @@ class RecordStore(_Appends):
             self._src = Spill(self._prefix)
         blob = pickle.dumps(self._wrap(t), pickle.HIGHEST_PROTOCOL)
         self._ref.append(self._src.put(blob))
-        self._rlen.append(0)
         self._first.append(self._n)
         self._count.append(len(t))
         self._n += len(t)
